@@ -67,7 +67,9 @@ def tool() -> Callable[[str], str]:
     def get(name: str) -> str:
         path = find_tool(name)
         if path is None:
-            message = f"{name} is not installed: run `bash scripts/tools.sh` to install it into .tools/"
+            message = (
+                f"{name} is not installed: run `bash scripts/tools.sh` to install it into .tools/"
+            )
             if in_ci():
                 pytest.fail(f"CI=true and {message}", pytrace=False)
             pytest.skip(message)

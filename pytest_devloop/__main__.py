@@ -25,7 +25,10 @@ def _parser() -> argparse.ArgumentParser:
     cluster = sub.add_parser("cluster", help="manage the embedded cluster (up, down, status)")
     cluster_sub = cluster.add_subparsers(dest="action", metavar="ACTION", required=True)
     for action, text in (
-        ("up", "start the embedded cluster in the background (reuses a running one) and print its kubeconfig path"),
+        (
+            "up",
+            "start the embedded cluster in the background (reuses a running one) and print its kubeconfig path",
+        ),
         ("down", "stop the embedded cluster"),
         ("status", "print whether the embedded cluster runs, its URL, uptime and object counts"),
     ):
@@ -37,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
             help=f"the cluster's folder: kubeconfig, state and log (default: {DEFAULT_CLUSTER_DIR})",
         )
         if action == "up":
-            p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+            p.add_argument(
+                "--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)"
+            )
     return parser
 
 
@@ -60,10 +65,13 @@ def _cluster(action: str, directory: Path, port: int) -> int:
         else:
             print(f"devloop: no embedded cluster running in {directory}")
         return 0
-    state = cluster.running(directory.resolve())
-    if state is None:
-        print(f"devloop: no embedded cluster running in {directory} (start one: devloop cluster up)")
+    current = cluster.running(directory.resolve())
+    if current is None:
+        print(
+            f"devloop: no embedded cluster running in {directory} (start one: devloop cluster up)"
+        )
         return 3
+    state = current
     info = cluster.query_status(state) or {}
     objects = info.get("objects") or {}
     counts = ", ".join(f"{n} {kind}" for kind, n in sorted(objects.items()))

@@ -47,10 +47,16 @@ def test_loading_the_plugin_imports_no_kubernetes_client(pytester: pytest.Pytest
 
 def test_cli_version_and_help() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "pytest_devloop", "--version"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "pytest_devloop", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.strip() == f"pytest-devloop {pytest_devloop.__version__}"
     out = subprocess.run(
-        [sys.executable, "-m", "pytest_devloop", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "pytest_devloop", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert "cluster" in out.stdout
