@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pytest_devloop.embedded.controllers import SimulationConfig
 
 from pytest_devloop.embedded.cluster import EmbeddedCluster
-
+from pytest_devloop.embedded.controllers import SimulationConfig
 
 _counter = itertools.count()
 
