@@ -141,6 +141,7 @@ class EmbeddedCluster:
 
             directory = Path(tempfile.mkdtemp(prefix="devloop-embedded-"))
             self._dir = directory
+        directory.mkdir(parents=True, exist_ok=True)
         ca_pem = self._certs.ca_pem if self._certs is not None else None
         if ca_pem is not None:
             self.ca_file = directory / "ca.crt"

@@ -490,22 +490,15 @@ class ApiServer:
             list_meta["remainingItemCount"] = len(items) - limit
             items = items[:limit]
         api_version = rt.api_version(req.version)
-        served = [
-            o
-            if o.get("apiVersion") == api_version
-            else dict(o, apiVersion=api_version, kind=rt.kind)
+        encoded = [
+            self.store.encoded(o)
+            if o.get("apiVersion") == api_version and o.get("kind") == rt.kind
+            else dumps(dict(o, apiVersion=api_version, kind=rt.kind))
             for o in items
         ]
-        return (
-            200,
-            {
-                "kind": rt.list_kind_name,
-                "apiVersion": api_version,
-                "metadata": list_meta,
-                "items": served,
-            },
-            "",
-        )
+        head = dumps({"kind": rt.list_kind_name, "apiVersion": api_version, "metadata": list_meta})
+        body = head[:-1] + b',"items":[' + b",".join(encoded) + b"]}"
+        return 200, body, "application/json"
 
     def scale_of(self, req: Request) -> Obj:
         rt = req.rt
@@ -1241,11 +1234,12 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             api.store.stop_watch(watcher)
 
-    @staticmethod
-    def event_line(kind: str, obj: Obj, api_version: str, rt: ResourceType) -> bytes:
+    def event_line(self, kind: str, obj: Obj, api_version: str, rt: ResourceType) -> bytes:
         if obj.get("apiVersion") != api_version or obj.get("kind") != rt.kind:
-            obj = dict(obj, apiVersion=api_version, kind=rt.kind)
-        return dumps({"type": kind, "object": obj}) + b"\n"
+            data = dumps(dict(obj, apiVersion=api_version, kind=rt.kind))
+        else:
+            data = self.server.api.store.encoded(obj)
+        return b'{"type":"' + kind.encode() + b'","object":' + data + b"}\n"
 
     def stream_logs(self, req: Request, sent: int, lines: list[str]) -> None:
         api = self.server.api

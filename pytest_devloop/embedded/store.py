@@ -189,6 +189,9 @@ class Store:
         self._listeners: list[Callable[[Change], None]] = []
         self.write_count = 0
         self._logs: dict[tuple[str, str], list[str]] = {}
+        # JSON of stored objects, keyed by identity: stored dicts never change, so each
+        # is encoded once however often it is listed or watched.
+        self._encoded: dict[int, tuple[Obj, bytes]] = {}
         self.logs_changed = threading.Condition(self.lock)
 
     # -- reads ------------------------------------------------------------------
@@ -245,6 +248,15 @@ class Store:
         group, _, plural = key.rpartition("/")
         return self.registry.get(group, plural)
 
+    def encoded(self, obj: Obj) -> bytes:
+        """The JSON of a stored object, encoded at most once per stored version."""
+        entry = self._encoded.get(id(obj))
+        if entry is not None and entry[0] is obj:
+            return entry[1]
+        data = dumps(obj)
+        self._encoded[id(obj)] = (obj, data)
+        return data
+
     # -- writes -----------------------------------------------------------------
 
     def _next_rv(self) -> int:
@@ -252,6 +264,8 @@ class Store:
         return self._rv
 
     def _commit(self, change_type: str, rt: ResourceType, old: Obj | None, new: Obj) -> Change:
+        if old is not None:
+            self._encoded.pop(id(old), None)
         change = Change(change_type, rt, old, new, int(meta(new)["resourceVersion"]))
         self._history.append(change)
         if len(self._history) == self._history.maxlen:
