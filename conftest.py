@@ -30,6 +30,7 @@ _TOOLS = {
     "kubectl-1.33": ("DEVLOOP_KUBECTL_133", None),
     "docker": ("DEVLOOP_DOCKER", "docker"),
     "prometheus": ("DEVLOOP_PROMETHEUS", "prometheus"),
+    "victoria-metrics": ("DEVLOOP_VICTORIA_METRICS", "victoria-metrics"),
 }
 
 

@@ -43,7 +43,102 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)"
             )
+    for name, text in (
+        (
+            "sync",
+            "render and apply what changed since the last sync (the same lines pytest prints)",
+        ),
+        ("status", "print what devloop deployed to the cluster and whether it drifted"),
+    ):
+        p = sub.add_parser(name, help=text, description=text)
+        _add_sync_options(p, plan=name == "sync")
     return parser
+
+
+def _add_sync_options(p: argparse.ArgumentParser, *, plan: bool) -> None:
+    p.add_argument("--rootdir", type=Path, default=Path(), help="project folder (default: .)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="config file (default: devloop.yaml, else skaffold.yaml)",
+    )
+    p.add_argument("--profile", default=None, help="skaffold.yaml profile(s) to apply")
+    p.add_argument(
+        "--cluster",
+        default=None,
+        help="provider: embedded, current, kind:<name>, minikube:<profile>, k3d:<name>",
+    )
+    p.add_argument("--context", default=None, help="kubeconfig context (provider current)")
+    p.add_argument(
+        "--create-cluster",
+        action="store_true",
+        help="create the kind/minikube/k3d cluster when missing",
+    )
+    if plan:
+        p.add_argument("--plan", action="store_true", help="print the plan, apply nothing")
+        p.add_argument(
+            "--force-conflicts",
+            action="store_true",
+            help="take over fields another field manager owns",
+        )
+        p.add_argument(
+            "--prune",
+            action="append",
+            default=[],
+            help="also prune these kinds: pvcs, crds, namespaces",
+        )
+        p.add_argument(
+            "--ci",
+            action="store_true",
+            help="clean mode: ignore and keep no state, apply everything",
+        )
+
+
+def _sync(args: argparse.Namespace, *, status_only: bool) -> int:
+    from pytest_devloop.config import ConfigError
+    from pytest_devloop.providers import ClusterRefused, ClusterUnavailable
+    from pytest_devloop.session import Options, load, parse_prune, target_for
+
+    try:
+        options = Options(
+            rootdir=args.rootdir.resolve(),
+            config=args.config,
+            profile=args.profile,
+            cluster=args.cluster,
+            context=args.context,
+            create_cluster=args.create_cluster,
+            force_conflicts=getattr(args, "force_conflicts", False),
+            prune=parse_prune(getattr(args, "prune", [])),
+            mode="ci" if getattr(args, "ci", False) else "dev",
+        )
+        config = load(options)
+        if config is None:
+            print(
+                f"devloop: no devloop.yaml or skaffold.yaml in {options.rootdir} "
+                "(write a devloop.yaml; see docs/configuration.md)",
+                file=sys.stderr,
+            )
+            return 2
+        for warning in config.warnings:
+            print(f"devloop: warning: {warning}", file=sys.stderr)
+        target = target_for(config, options)
+    except (ConfigError, ClusterRefused, ClusterUnavailable) as e:
+        print(f"devloop: {e}", file=sys.stderr)
+        return 2
+    from pytest_devloop.sync import Syncer
+
+    syncer = Syncer(
+        config,
+        target,
+        force_conflicts=options.force_conflicts,
+        allow_prune=options.prune,
+        mode=options.mode,
+    )
+    if status_only:
+        return syncer.status()
+    result = syncer.sync(plan_only=getattr(args, "plan", False))
+    return 0 if result.ok else 1
 
 
 def _cluster(action: str, directory: Path, port: int) -> int:
@@ -89,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "cluster":
         return _cluster(args.action, args.dir, getattr(args, "port", 0))
+    if args.command in ("sync", "status"):
+        return _sync(args, status_only=args.command == "status")
     parser.print_help()
     return 0
 

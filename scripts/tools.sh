@@ -283,6 +283,23 @@ install_prometheus() {
   done
 }
 
+# ---- victoria-metrics -------------------------------------------------------
+# Debian builds prometheus without Kubernetes service discovery, so the embedded
+# cluster's discovery tests use VictoriaMetrics, whose Debian build keeps it.
+install_victoria_metrics() {
+  local before after pid
+  before=$(pgrep -f "^[^ ]*victoria-metrics( |$)" || true)
+  apt_install victoria-metrics
+  command -v victoria-metrics >/dev/null || die "victoria-metrics binary not on PATH after install"
+  after=$(pgrep -f "^[^ ]*victoria-metrics( |$)" || true)
+  for pid in $after; do
+    if ! grep -qx "$pid" <<<"$before"; then
+      warn "victoria-metrics: stopping service instance pid $pid started by the install"
+      kill "$pid" 2>/dev/null || true
+    fi
+  done
+}
+
 # ---- docker -----------------------------------------------------------------
 docker_up() { timeout 15 docker info >/dev/null 2>&1; }
 
@@ -403,6 +420,7 @@ install_docker() {
 run_step helm3 install_layer helm3 "$HELM3_PKG" "$HELM3_PKG_VERSION" 3
 run_step helm4 install_layer helm4 "$HELM4_PKG" "$HELM4_PKG_VERSION" 4
 run_step prometheus install_prometheus
+run_step victoria-metrics install_victoria_metrics
 if "$DO_DOCKER"; then
   run_step docker install_docker
 fi
@@ -473,6 +491,15 @@ if [[ -n $pp ]]; then
   [[ -n $pv ]] || pp=""
 fi
 record prometheus PROMETHEUS "$pv" "$pp"
+
+STEP_OF_NAME=victoria-metrics
+vp=$(command -v victoria-metrics || true) vv=""
+if [[ -n $vp ]]; then
+  # The Debian build prints no version of its own; the package knows it.
+  vv=$(dpkg-query -W -f '${Version}' victoria-metrics 2>/dev/null) || vv=""
+  [[ -n $vv ]] || vv=unknown
+fi
+record victoria-metrics VICTORIA_METRICS "$vv" "$vp"
 
 # Docker is only usable with a daemon that answers; a client alone would make
 # tests fail instead of skip. With --no-docker we still report a daemon that

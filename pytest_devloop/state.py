@@ -1,0 +1,168 @@
+"""What devloop last applied to each cluster: the state under `.devloop/`.
+
+Owns the state file of one cluster identity (server URL + `kube-system` UID): per
+artifact its fingerprint, and per object the digest and the body devloop applied (the
+inventory, which pruning and drift checks use), plus the hooks that last succeeded. The
+file carries a schema version, is written atomically under a file lock (one writer
+across processes and xdist workers), and is rebuilt with a warning when unreadable,
+from another schema version or from another cluster, never touching anything else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class ObjectRecord:
+    digest: str
+    applied: dict[str, Any]  # the body devloop applied (its applied fields)
+    source: str = ""
+    # The live values at the applied paths right after the apply: the drift baseline,
+    # in the server's canonical form (quantities, defaults), so only real edits differ.
+    observed: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest,
+            "applied": self.applied,
+            "source": self.source,
+            "observed": self.observed,
+        }
+
+
+@dataclass
+class ArtifactRecord:
+    fingerprint: str = ""
+    namespace: str = ""
+    objects: dict[str, ObjectRecord] = field(default_factory=dict)  # ref key -> record
+    hooks: dict[str, str] = field(
+        default_factory=dict
+    )  # hook ref key -> digest that last succeeded
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "namespace": self.namespace,
+            "objects": {k: v.to_json() for k, v in sorted(self.objects.items())},
+            "hooks": dict(sorted(self.hooks.items())),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ArtifactRecord:
+        return cls(
+            fingerprint=str(data.get("fingerprint", "")),
+            namespace=str(data.get("namespace", "")),
+            objects={
+                k: ObjectRecord(
+                    str(v["digest"]),
+                    dict(v["applied"]),
+                    str(v.get("source", "")),
+                    v.get("observed"),
+                )
+                for k, v in (data.get("objects") or {}).items()
+            },
+            hooks={str(k): str(v) for k, v in (data.get("hooks") or {}).items()},
+        )
+
+
+@dataclass
+class ClusterState:
+    server: str
+    uid: str
+    artifacts: dict[str, ArtifactRecord] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_VERSION,
+            "cluster": {"server": self.server, "uid": self.uid},
+            "artifacts": {k: v.to_json() for k, v in sorted(self.artifacts.items())},
+        }
+
+
+def cluster_key(server: str, uid: str) -> str:
+    return hashlib.sha256(f"{server}\0{uid}".encode()).hexdigest()[:16]
+
+
+class StateStore:
+    """The `.devloop/state/` folder of one project."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / ".devloop" / "state"
+
+    def path(self, server: str, uid: str) -> Path:
+        return self.dir / f"{cluster_key(server, uid)}.json"
+
+    def lock(self, server: str, uid: str) -> FileLock:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.path(server, uid)) + ".lock", timeout=120)
+
+    def load(self, server: str, uid: str) -> tuple[ClusterState, str | None]:
+        """(state, warning): a fresh state plus a one-line warning when the file was unusable."""
+        path = self.path(server, uid)
+        fresh = ClusterState(server, uid)
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            previous = self._index().get(server)
+            if previous and previous != uid:
+                return fresh, (
+                    f"the cluster at {server} is a new cluster (kube-system uid {uid[:8]}..., "
+                    f"was {previous[:8]}...): full sync"
+                )
+            return fresh, None
+        except OSError as e:
+            return fresh, f"state file {path} is unreadable ({e}): full sync"
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            return fresh, f"state file {path} is corrupt ({e.__class__.__name__}): full sync"
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION:
+            found = data.get("schema") if isinstance(data, dict) else None
+            return (
+                fresh,
+                f"state file {path} has schema {found!r}, this devloop writes {SCHEMA_VERSION}: full sync",
+            )
+        cluster = data.get("cluster") or {}
+        if cluster.get("uid") != uid or cluster.get("server") != server:
+            return fresh, f"state file {path} belongs to another cluster: full sync"
+        try:
+            artifacts = {
+                str(k): ArtifactRecord.from_json(v)
+                for k, v in (data.get("artifacts") or {}).items()
+            }
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            return fresh, f"state file {path} is corrupt ({e.__class__.__name__}): full sync"
+        return ClusterState(server, uid, artifacts), None
+
+    def _index(self) -> dict[str, str]:
+        """Server URL -> uid of the cluster last synced there (tells a reset cluster apart)."""
+        try:
+            data = json.loads((self.dir / "index.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def save(self, state: ClusterState) -> None:
+        path = self.path(state.server, state.uid)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, json.dumps(state.to_json(), separators=(",", ":")))
+        index = self._index()
+        if index.get(state.server) != state.uid:
+            index[state.server] = state.uid
+            _atomic_write(self.dir / "index.json", json.dumps(index, indent=1))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

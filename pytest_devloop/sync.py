@@ -1,0 +1,724 @@
+"""One sync: bring a cluster to the rendered state, touching only what changed.
+
+Owns the order of a sync and its report. Per artifact (manifest sets first, then charts,
+in config order): fingerprint its inputs and skip rendering when unchanged; render; fill
+in namespaces; plan against the state devloop recorded for this cluster and the live
+objects (drift); run Helm hooks as Helm runs them; apply with server-side apply under one
+field manager, CRDs and Namespaces first; prune what left the inventory; wait until the
+touched workloads are ready; record the result and print one line per artifact.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_devloop import plan as planning
+from pytest_devloop.config import ChartRelease, Config, ManifestSet
+from pytest_devloop.fingerprint import FileHasher, combine, helmignore_matcher
+from pytest_devloop.kube import ApiResource, Kube, KubeError
+from pytest_devloop.plan import Plan, Recorded, object_key, project, short_name
+from pytest_devloop.providers import Target, check_allowed
+from pytest_devloop.render import (
+    DesiredObject,
+    HelmTool,
+    RenderError,
+    helm_values_args,
+    render_chart,
+    render_manifests,
+    uses_lookup,
+)
+from pytest_devloop.state import ArtifactRecord, ObjectRecord, StateStore
+
+ARTIFACT_LABEL = "devloop.dev/artifact"
+INVENTORY_PREFIX = "devloop-inventory-"
+
+
+class SyncError(Exception):
+    """A sync step failed; the message names the artifact, the object and the fix."""
+
+
+@dataclass
+class ArtifactResult:
+    name: str
+    kind: str  # chart | manifests
+    line: str = ""
+    rendered: bool = False
+    plan: Plan | None = None
+    error: str | None = None
+    hooks: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    changed: list[tuple[str, list[str]]] = field(default_factory=list)  # (key, fields)
+
+
+@dataclass
+class SyncResult:
+    target: Target
+    cluster_uid: str
+    artifacts: list[ArtifactResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    writes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return all(a.error is None for a in self.artifacts)
+
+    @property
+    def changed(self) -> list[tuple[str, list[str]]]:
+        return [c for a in self.artifacts for c in a.changed]
+
+
+@dataclass
+class _Desired:
+    key: str
+    obj: dict[str, Any]
+    source: str
+    res: ApiResource | None
+
+
+class Syncer:
+    """Syncs one config to one cluster. Reusable across syncs (watch mode keeps one)."""
+
+    def __init__(
+        self,
+        config: Config,
+        target: Target,
+        *,
+        force_conflicts: bool = False,
+        allow_prune: Iterable[str] = (),
+        mode: str = "dev",
+        namespace_override: str | None = None,
+        out: Callable[[str], None] = print,
+        helm: HelmTool | None = None,
+        kube: Kube | None = None,
+        wait: bool = True,
+    ) -> None:
+        self.config = config
+        self.target = target
+        self.force_conflicts = force_conflicts
+        self.allow_prune = frozenset(allow_prune) | frozenset(
+            k for k, v in config.prune.model_dump().items() if v
+        )
+        self.mode = mode
+        self.namespace_override = namespace_override
+        self.out = out
+        self._helm = helm
+        self._kube = kube
+        self.wait = wait
+        self.state_store = StateStore(config.root)
+        self.hasher = FileHasher.load(config.root / ".devloop" / "filestats.json")
+
+    # -- connections ------------------------------------------------------------
+
+    @property
+    def helm(self) -> HelmTool:
+        if self._helm is None:
+            self._helm = HelmTool.find()
+        return self._helm
+
+    @property
+    def kube(self) -> Kube:
+        if self._kube is None:
+            self._kube = Kube(self.target.api_client())
+        return self._kube
+
+    def namespace_for(self, declared: str | None) -> str:
+        if self.namespace_override:
+            return self.namespace_override
+        return declared or self.config.namespace
+
+    # -- the sync -----------------------------------------------------------------
+
+    def sync(self, *, plan_only: bool = False, full: bool = False) -> SyncResult:
+        check_allowed(self.target, self.config.cluster.allow_contexts)
+        t0 = time.perf_counter()
+        kube = self.kube
+        uid = kube.cluster_uid()
+        result = SyncResult(self.target, uid)
+        timings = result.timings
+        stateful = self.mode == "dev"
+        with self.state_store.lock(self.target.server, uid):
+            state, warning = self.state_store.load(self.target.server, uid)
+            if warning and stateful:
+                result.warnings.append(warning)
+                self.out(f"devloop: warning: {warning}")
+            if not stateful:
+                state.artifacts.clear()
+            api_versions = kube.api_versions_with_kinds()
+            server_version = kube.server_version()
+            timings["connect"] = time.perf_counter() - t0
+            crd_scopes: dict[tuple[str, str], bool] = {}
+            entries: list[tuple[str, ChartRelease | ManifestSet]] = [
+                ("manifests", m) for m in self.config.manifests
+            ]
+            entries += [("chart", c) for c in self.config.charts]
+            for kind, entry in entries:
+                started = time.perf_counter()
+                res = ArtifactResult(entry.name, kind)
+                try:
+                    self._sync_artifact(
+                        kind,
+                        entry,
+                        state.artifacts,
+                        res,
+                        api_versions,
+                        server_version,
+                        crd_scopes,
+                        plan_only=plan_only,
+                        full=full or not stateful,
+                    )
+                except (RenderError, SyncError, KubeError) as e:
+                    res.error = str(e)
+                    res.line = f"devloop: {entry.name}: error: {e}"
+                res.seconds = time.perf_counter() - started
+                if res.error is None and not res.line:
+                    res.line = self._line(res)
+                self.out(res.line)
+                result.artifacts.append(res)
+            if stateful and not plan_only:
+                self.state_store.save(state)
+        self.hasher.save(self.config.root / ".devloop" / "filestats.json")
+        timings["total"] = time.perf_counter() - t0
+        return result
+
+    def status(self) -> int:
+        """Print, per artifact, what is deployed and whether it drifted; never writes."""
+        check_allowed(self.target, self.config.cluster.allow_contexts)
+        kube = self.kube
+        uid = kube.cluster_uid()
+        state, warning = self.state_store.load(self.target.server, uid)
+        self.out(f"devloop: cluster {self.target.display} ({self.target.server}, uid {uid[:8]})")
+        if warning:
+            self.out(f"devloop: warning: {warning}")
+        api_versions = kube.api_versions_with_kinds()
+        server_version = kube.server_version()
+        entries: list[ChartRelease | ManifestSet] = [*self.config.manifests, *self.config.charts]
+        for entry in entries:
+            record = state.artifacts.get(entry.name)
+            if record is None:
+                self.out(f"devloop: {entry.name}: not deployed by devloop to this cluster")
+                continue
+            namespace = self.namespace_for(entry.namespace)
+            kind = "chart" if isinstance(entry, ChartRelease) else "manifests"
+            current = self._fingerprint(kind, entry, namespace, api_versions, server_version)
+            recorded = {
+                k: Recorded(r.digest, r.applied, r.observed) for k, r in record.objects.items()
+            }
+            desired = {k: _Desired(k, r.applied, r.source, None) for k, r in record.objects.items()}
+            live = self._live(entry.name, recorded, desired)
+            the_plan = planning.plan_artifact(
+                entry.name, {k: d.obj for k, d in desired.items()}, recorded, live
+            )
+            drift = the_plan.by_op("drift")
+            inputs = (
+                "inputs unchanged"
+                if current == record.fingerprint
+                else "inputs changed since the last sync"
+            )
+            if drift:
+                what = "; ".join(f"{a.name} {a.reason}" for a in drift[:5])
+                self.out(
+                    f"devloop: {entry.name}: {len(record.objects)} objects, {len(drift)} drifted ({what}), {inputs}"
+                )
+            else:
+                self.out(
+                    f"devloop: {entry.name}: {len(record.objects)} objects, no drift, {inputs}"
+                )
+        self.hasher.save(self.config.root / ".devloop" / "filestats.json")
+        return 0
+
+    def _line(self, res: ArtifactResult) -> str:
+        t = f"{res.seconds:.2f} s"
+        if res.plan is None:
+            return f"devloop: {res.name}: unchanged (inputs unchanged), {t}"
+        counts = res.plan.counts()
+        updated = res.plan.by_op("update")
+        drift = res.plan.by_op("drift")
+        parts = []
+        upd = f"{len(updated)} updated"
+        if updated:
+            upd += f" ({'; '.join(a.describe() for a in updated[:3])}{'; ...' if len(updated) > 3 else ''})"
+        parts.append(upd)
+        parts.append(f"{counts.get('create', 0)} created")
+        parts.append(f"{counts.get('prune', 0)} pruned")
+        if drift:
+            parts.append(
+                f"{len(drift)} drift corrected ({'; '.join(a.describe() for a in drift[:3])})"
+            )
+        if counts.get("keep"):
+            parts.append(f"{counts['keep']} kept (never pruned implicitly)")
+        parts.append(f"{counts.get('unchanged', 0)} unchanged")
+        if res.hooks:
+            parts.append(f"hooks: {', '.join(res.hooks)}")
+        if not updated and not drift and not counts.get("create") and not counts.get("prune"):
+            return f"devloop: {res.name}: unchanged ({counts.get('unchanged', 0)} objects), {t}"
+        return f"devloop: {res.name}: {', '.join(parts)}, {t}"
+
+    # -- one artifact ---------------------------------------------------------------
+
+    def _fingerprint(
+        self,
+        kind: str,
+        entry: ChartRelease | ManifestSet,
+        namespace: str,
+        api_versions: list[str],
+        server_version: str,
+    ) -> str:
+        if isinstance(entry, ChartRelease):
+            return combine(
+                "chart",
+                entry.name,
+                namespace,
+                self.hasher.tree_digest(entry.path, ignore=helmignore_matcher(entry.path)),
+                *(self.hasher.file_digest(v) for v in entry.values),
+                *(str(v) for v in entry.values),
+                json.dumps(entry.set, sort_keys=True, default=str),
+                json.dumps(entry.set_string, sort_keys=True),
+                json.dumps(entry.image_values, sort_keys=True),
+                entry.deployer,
+                self.helm.version,
+                server_version,
+                "\n".join(api_versions),
+            )
+        assert isinstance(entry, ManifestSet)
+        digest = (
+            self.hasher.tree_digest(entry.path)
+            if entry.path.is_dir()
+            else self.hasher.file_digest(entry.path)
+        )
+        return combine("manifests", entry.name, namespace, digest, str(entry.kustomize))
+
+    def _sync_artifact(
+        self,
+        kind: str,
+        entry: ChartRelease | ManifestSet,
+        records: dict[str, ArtifactRecord],
+        res: ArtifactResult,
+        api_versions: list[str],
+        server_version: str,
+        crd_scopes: dict[tuple[str, str], bool],
+        *,
+        plan_only: bool,
+        full: bool,
+    ) -> None:
+        namespace = self.namespace_for(entry.namespace)
+        record = records.get(entry.name)
+        fingerprint = self._fingerprint(kind, entry, namespace, api_versions, server_version)
+        unchanged_inputs = (
+            record is not None
+            and record.fingerprint == fingerprint
+            and record.namespace == namespace
+        )
+        if isinstance(entry, ChartRelease) and (
+            entry.deployer == "helm" or uses_lookup(entry.path)
+        ):
+            if unchanged_inputs and not full:
+                res.line = (
+                    f"devloop: {entry.name}: unchanged (inputs unchanged; deployed with helm)"
+                )
+                return
+            why = "deployer: helm" if entry.deployer == "helm" else "the chart uses `lookup`"
+            if plan_only:
+                res.line = f"devloop: {entry.name}: would run helm upgrade --install ({why})"
+                return
+            self._helm_upgrade(entry, namespace)
+            records[entry.name] = ArtifactRecord(fingerprint, namespace)
+            res.line = f"devloop: {entry.name}: helm upgrade --install ({why})"
+            return
+
+        if unchanged_inputs and not full:
+            assert record is not None
+            # Nothing to render: the desired state is what was applied; only drift remains.
+            desired = {
+                key: _Desired(key, rec.applied, rec.source, None)
+                for key, rec in record.objects.items()
+            }
+            hooks: list[DesiredObject] = []
+        else:
+            rendered = self._render(kind, entry, namespace, api_versions, server_version, record)
+            res.rendered = True
+            desired, hooks = self._resolve(entry.name, rendered, namespace, crd_scopes)
+        recorded = {
+            key: Recorded(rec.digest, rec.applied, _observed(rec))
+            for key, rec in (record.objects.items() if record else [])
+        }
+        if record is None and not full:
+            recorded.update(self._inventory(entry.name, namespace))
+        live = self._live(entry.name, recorded, desired)
+        the_plan = planning.plan_artifact(
+            entry.name,
+            {k: d.obj for k, d in desired.items()},
+            recorded,
+            live,
+            allow_prune=self.allow_prune,
+        )
+        res.plan = the_plan
+        if plan_only:
+            for a in the_plan.actions:
+                if a.op != "unchanged":
+                    fields = f" ({', '.join(a.fields)})" if a.fields else ""
+                    self.out(f"devloop: plan: {entry.name}: {a.op} {a.name}{fields}: {a.reason}")
+            return
+        new_record = ArtifactRecord(
+            fingerprint, namespace, {}, dict(record.hooks) if record else {}
+        )
+        first_install = record is None
+        if hooks:
+            event = "install" if first_install else "upgrade"
+            res.hooks += self._run_hooks(hooks, f"pre-{event}", new_record, force_all=full)
+        touched = self._apply(entry.name, the_plan, desired, new_record, record, res)
+        self._prune(the_plan, recorded)
+        if hooks:
+            event = "install" if first_install else "upgrade"
+            res.hooks += self._run_hooks(hooks, f"post-{event}", new_record, force_all=full)
+        self._write_inventory(entry.name, namespace, new_record, record)
+        records[entry.name] = new_record
+        if self.wait and touched:
+            self._wait(entry.name, touched)
+
+    def _render(
+        self,
+        kind: str,
+        entry: ChartRelease | ManifestSet,
+        namespace: str,
+        api_versions: list[str],
+        server_version: str,
+        record: ArtifactRecord | None,
+    ) -> list[DesiredObject]:
+        if isinstance(entry, ChartRelease):
+            set_values = dict(entry.set)
+            return render_chart(
+                self.helm,
+                release=entry.name,
+                chart=entry.path,
+                namespace=namespace,
+                values_files=list(entry.values),
+                set_values=set_values,
+                set_string=dict(entry.set_string),
+                kube_version=server_version or None,
+                api_versions=api_versions,
+                is_upgrade=record is not None,
+            )
+        assert isinstance(entry, ManifestSet)
+        return render_manifests(entry.path, kustomize=entry.kustomize, artifact=entry.name)
+
+    def _resolve(
+        self,
+        artifact: str,
+        rendered: list[DesiredObject],
+        namespace: str,
+        crd_scopes: dict[tuple[str, str], bool],
+    ) -> tuple[dict[str, _Desired], list[DesiredObject]]:
+        """Namespaces filled in, the artifact label added, hooks set apart."""
+        # CRDs rendered here define kinds the cluster may not serve yet.
+        for d in rendered:
+            if d.obj.get("kind") == "CustomResourceDefinition":
+                spec = d.obj.get("spec") or {}
+                for v in spec.get("versions") or []:
+                    gv = f"{spec.get('group')}/{v.get('name')}"
+                    crd_scopes[(gv, str((spec.get("names") or {}).get("kind")))] = (
+                        spec.get("scope", "Namespaced") == "Namespaced"
+                    )
+        desired: dict[str, _Desired] = {}
+        hooks: list[DesiredObject] = []
+        for d in rendered:
+            obj = d.obj
+            api_version = str(obj.get("apiVersion", ""))
+            kind = str(obj.get("kind", ""))
+            res = self.kube.resource(api_version, kind)
+            if res is not None:
+                namespaced = res.namespaced
+            elif (api_version, kind) in crd_scopes:
+                namespaced = crd_scopes[(api_version, kind)]
+            else:
+                raise SyncError(
+                    f"{d.source}: kind {kind} ({api_version}) is not served by the cluster: its "
+                    f"CustomResourceDefinition is missing. Put the CRD in the chart's crds/ folder, "
+                    f"or in a manifests entry listed in devloop.yaml (manifests are applied before charts)"
+                )
+            m = obj.setdefault("metadata", {})
+            if namespaced:
+                if self.namespace_override or not m.get("namespace"):
+                    m["namespace"] = namespace
+            else:
+                m.pop("namespace", None)
+            if d.hook is not None:
+                hooks.append(d)
+                continue
+            m.setdefault("labels", {})[ARTIFACT_LABEL] = artifact
+            key = object_key(obj)
+            if key in desired:
+                raise SyncError(
+                    f"{d.source}: {short_name(key)} is rendered twice (also by {desired[key].source})"
+                )
+            desired[key] = _Desired(key, obj, d.source, res)
+        return desired, hooks
+
+    # -- live state -----------------------------------------------------------------
+
+    def _live(
+        self, artifact: str, recorded: dict[str, Recorded], desired: dict[str, _Desired]
+    ) -> dict[str, dict[str, Any] | None]:
+        """Live objects of the inventory, one list request per kind and namespace."""
+        wanted: dict[tuple[str, str, str], list[str]] = {}
+        for key, rec in recorded.items():
+            obj = rec.applied or desired.get(key, _Desired(key, {}, "", None)).obj
+            if not obj:
+                continue
+            m = obj.get("metadata") or {}
+            wanted.setdefault(
+                (str(obj.get("apiVersion")), str(obj.get("kind")), m.get("namespace") or ""), []
+            ).append(key)
+        live: dict[str, dict[str, Any] | None] = dict.fromkeys(recorded)
+        for (api_version, kind, namespace), keys in wanted.items():
+            res = self.kube.resource(api_version, kind)
+            if res is None:
+                continue
+            for item in self.kube.list(res, namespace or None, f"{ARTIFACT_LABEL}={artifact}"):
+                k = object_key(dict(item, apiVersion=api_version))
+                if k in live:
+                    live[k] = item
+            del keys
+        return live
+
+    def _inventory(self, artifact: str, namespace: str) -> dict[str, Recorded]:
+        """Objects a previous devloop (another machine, lost state) applied for the artifact."""
+        cm_res = self.kube.resource("v1", "ConfigMap")
+        assert cm_res is not None
+        cm = self.kube.get(cm_res, namespace, INVENTORY_PREFIX + artifact)
+        if cm is None:
+            return {}
+        try:
+            keys = json.loads((cm.get("data") or {}).get("objects", "[]"))
+        except ValueError:
+            return {}
+        out: dict[str, Recorded] = {}
+        for entry in keys:
+            if isinstance(entry, dict) and "key" in entry:
+                applied = {
+                    "apiVersion": entry.get("apiVersion"),
+                    "kind": entry["key"].split("/")[1],
+                    "metadata": {"name": entry["key"].split("/", 3)[3]},
+                }
+                ns = entry["key"].split("/")[2]
+                if ns:
+                    applied["metadata"]["namespace"] = ns
+                out[entry["key"]] = Recorded("", applied, None)
+        return out
+
+    def _write_inventory(
+        self, artifact: str, namespace: str, new: ArtifactRecord, old: ArtifactRecord | None
+    ) -> None:
+        if old is not None and sorted(old.objects) == sorted(new.objects):
+            return
+        cm_res = self.kube.resource("v1", "ConfigMap")
+        assert cm_res is not None
+        objects = [
+            {"key": k, "apiVersion": rec.applied.get("apiVersion")}
+            for k, rec in sorted(new.objects.items())
+        ]
+        self._ensure_namespace(namespace)
+        self.kube.apply(
+            cm_res,
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": INVENTORY_PREFIX + artifact,
+                    "namespace": namespace,
+                    "labels": {"app.kubernetes.io/managed-by": "pytest-devloop"},
+                },
+                "data": {"objects": json.dumps(objects)},
+            },
+            force=True,
+        )
+
+    def _ensure_namespace(self, namespace: str) -> None:
+        ns_res = self.kube.resource("v1", "Namespace")
+        assert ns_res is not None
+        if self.kube.get(ns_res, None, namespace) is None:
+            try:
+                self.kube.create(
+                    ns_res,
+                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+                )
+            except KubeError as e:
+                if e.status != 409:
+                    raise
+
+    # -- writes -----------------------------------------------------------------------
+
+    def _apply(
+        self,
+        artifact: str,
+        the_plan: Plan,
+        desired: dict[str, _Desired],
+        new_record: ArtifactRecord,
+        old_record: ArtifactRecord | None,
+        res: ArtifactResult,
+    ) -> list[dict[str, Any]]:
+        """Apply the plan's writes; returns the applied objects to wait for."""
+        touched: list[dict[str, Any]] = []
+        namespaces = {
+            (d.obj.get("metadata") or {}).get("namespace")
+            for d in desired.values()
+            if (d.obj.get("metadata") or {}).get("namespace")
+        }
+        writes = the_plan.writes
+        if any(a.op != "unchanged" for a in writes):
+            for ns in sorted(n for n in namespaces if n):
+                if not any(
+                    a.kind == "Namespace" and a.key.endswith(f"/{ns}") for a in the_plan.actions
+                ):
+                    self._ensure_namespace(ns)
+        write_keys = {a.key for a in writes}
+        crds_applied = False
+        for action in writes:
+            d = desired[action.key]
+            if crds_applied and action.kind != "CustomResourceDefinition":
+                self.kube.refresh()
+                crds_applied = False
+            api_res = d.res or self.kube.resource(
+                str(d.obj.get("apiVersion")), str(d.obj.get("kind"))
+            )
+            if api_res is None:
+                raise SyncError(
+                    f"{d.source}: kind {d.obj.get('kind')} ({d.obj.get('apiVersion')}) is not served "
+                    f"by the cluster; is its CustomResourceDefinition applied and Established?"
+                )
+            force = self.force_conflicts or action.op == "drift"
+            try:
+                live = self.kube.apply(api_res, d.obj, force=force)
+            except KubeError as e:
+                if e.status == 409:
+                    raise SyncError(
+                        f"{action.name}: {e.message}. Another field manager owns these fields; "
+                        f"take them over with --devloop-force-conflicts, or stop changing them outside "
+                        f"devloop"
+                    ) from e
+                raise SyncError(f"{d.source}: applying {action.name} failed: {e}") from e
+            if action.kind == "CustomResourceDefinition":
+                crds_applied = True
+            new_record.objects[action.key] = ObjectRecord(
+                planning.digest(d.obj), d.obj, d.source, project(d.obj, live)
+            )
+            res.changed.append((action.key, action.fields or [action.op]))
+            touched.append(live)
+        # Unchanged objects keep their record (and their observed baseline).
+        for action in the_plan.actions:
+            if action.op == "unchanged" and action.key not in write_keys:
+                prev = old_record.objects.get(action.key) if old_record else None
+                d = desired[action.key]
+                if prev is not None:
+                    new_record.objects[action.key] = prev
+                else:
+                    new_record.objects[action.key] = ObjectRecord(
+                        planning.digest(d.obj), d.obj, d.source, None
+                    )
+            elif action.op == "keep" and old_record and action.key in old_record.objects:
+                new_record.objects[action.key] = old_record.objects[action.key]
+        return touched
+
+    def _prune(self, the_plan: Plan, recorded: dict[str, Recorded]) -> None:
+        for action in the_plan.prunes:
+            obj = recorded[action.key].applied
+            res = self.kube.resource(str(obj.get("apiVersion")), action.kind)
+            if res is None:
+                continue
+            m = obj.get("metadata") or {}
+            self.kube.delete(res, m.get("namespace"), str(m.get("name")))
+
+    def _wait(self, artifact: str, objects: list[dict[str, Any]]) -> None:
+        from pytest_devloop.readiness import Waiter, WaitTimeout, needs_wait
+
+        todo = [o for o in objects if needs_wait(o)]
+        if not todo:
+            return
+        try:
+            Waiter(self.kube.api_client, timeout=self.config.wait_timeout).wait_or_raise(todo)
+        except WaitTimeout as e:
+            raise SyncError(f"not ready after {self.config.wait_timeout:.0f} s:\n{e}") from e
+
+    # -- hooks ------------------------------------------------------------------------
+
+    def _run_hooks(
+        self, hooks: list[DesiredObject], event: str, record: ArtifactRecord, *, force_all: bool
+    ) -> list[str]:
+        """Run the hooks of one event in weight order, as Helm does; returns report words."""
+        from pytest_devloop.readiness import Waiter, WaitTimeout
+
+        chosen = [h for h in hooks if h.hook is not None and event in h.hook.events]
+        chosen.sort(
+            key=lambda h: (
+                h.hook.weight if h.hook else 0,
+                planning.install_rank(str(h.obj.get("kind"))),
+                str((h.obj.get("metadata") or {}).get("name")),
+            )
+        )
+        words: list[str] = []
+        for h in chosen:
+            assert h.hook is not None
+            obj = h.obj
+            key = object_key(obj)
+            name = short_name(key)
+            d = planning.digest(obj)
+            if not force_all and event.endswith("upgrade") and record.hooks.get(key) == d:
+                words.append(f"{name} skipped (unchanged since it last succeeded)")
+                continue
+            api_res = self.kube.resource(str(obj.get("apiVersion")), str(obj.get("kind")))
+            if api_res is None:
+                raise SyncError(
+                    f"{h.source}: hook kind {obj.get('kind')} is not served by the cluster"
+                )
+            m = obj.get("metadata") or {}
+            policies = h.hook.delete_policies
+            if "before-hook-creation" in policies:
+                self._delete_and_wait(api_res, m.get("namespace"), str(m.get("name")))
+            try:
+                live = self.kube.apply(api_res, obj, force=True)
+                Waiter(self.kube.api_client, timeout=self.config.wait_timeout).wait_or_raise([live])
+            except (KubeError, WaitTimeout) as e:
+                if "hook-failed" in policies:
+                    self.kube.delete(api_res, m.get("namespace"), str(m.get("name")))
+                raise SyncError(f"{event} hook {name} ({h.source}) failed: {e}") from e
+            record.hooks[key] = d
+            if "hook-succeeded" in policies:
+                self.kube.delete(api_res, m.get("namespace"), str(m.get("name")))
+            words.append(f"{name} ran ({event})")
+        return words
+
+    def _delete_and_wait(self, res: ApiResource, namespace: str | None, name: str) -> None:
+        if not self.kube.delete(res, namespace, name, propagation="Background"):
+            return
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and self.kube.get(res, namespace, name) is not None:
+            time.sleep(0.02)
+
+    # -- helm deployer ------------------------------------------------------------------
+
+    def _helm_upgrade(self, entry: ChartRelease, namespace: str) -> None:
+        cmd = [
+            self.helm.executable, "upgrade", "--install", entry.name, str(entry.path),
+            "--namespace", namespace,
+        ]  # fmt: skip
+        if entry.create_namespace:
+            cmd.append("--create-namespace")
+        cmd += helm_values_args(list(entry.values), dict(entry.set), dict(entry.set_string))
+        if entry.wait:
+            cmd += ["--wait", "--timeout", f"{int(self.config.wait_timeout)}s"]
+        if self.target.kubeconfig:
+            cmd += ["--kubeconfig", self.target.kubeconfig]
+        if self.target.context:
+            cmd += ["--kube-context", self.target.context]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise SyncError(f"helm upgrade --install {entry.name} failed:\n{proc.stderr.strip()}")
+
+
+def _observed(rec: ObjectRecord) -> Any:
+    return rec.observed

@@ -1,0 +1,3 @@
+{{- define "db.existing" -}}
+{{- lookup "v1" "ConfigMap" .Release.Namespace "db-config" | toYaml -}}
+{{- end -}}
