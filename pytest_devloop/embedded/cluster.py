@@ -213,7 +213,13 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # A server that has exited stays a zombie until its parent reaps it, and `cluster up`
+    # leaves it to init, which may reap late or (a container's PID 1) never.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
 
 
 def _token_of(kubeconfig: Path) -> str:

@@ -21,6 +21,7 @@ import logging
 import queue
 import random
 import re
+import select
 import socket
 import ssl
 import string
@@ -49,6 +50,7 @@ from pytest_devloop.embedded.store import Change, Obj, Store, clone, dumps, meta
 log = logging.getLogger(__name__)
 
 MAX_BODY = 3 * 1024 * 1024
+MAX_DISCARD = 64 * 1024 * 1024  # an oversized body up to this is read and dropped
 # What real clusters let anyone read (the system:public-info-viewer role); kubectl's
 # version dispatcher asks /version before it sends any credentials.
 PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
@@ -1061,6 +1063,15 @@ class Handler(BaseHTTPRequestHandler):
             lines.append(f"{k}: {v}")
         self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
 
+    def discard_body(self, length: int) -> bool:
+        """Read and drop `length` bytes of request body; False if the client hung up."""
+        while length > 0:
+            chunk = self.rfile.read(min(length, 1 << 16))
+            if not chunk:
+                return False
+            length -= len(chunk)
+        return True
+
     def handle_api(self, method: str) -> None:
         api = self.server.api
         api.request_count += 1
@@ -1069,8 +1080,11 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         try:
             if length > MAX_BODY:
-                # Drain what we can so the connection stays usable, then refuse.
-                self.close_connection = True
+                # Read and discard the refused body: a client still sending it would
+                # otherwise get a reset connection instead of this answer. The
+                # connection stays usable; a body too big even to discard ends it.
+                if length > MAX_DISCARD or not self.discard_body(length):
+                    self.close_connection = True
                 raise errors.too_large(MAX_BODY)
             raw = self.rfile.read(length) if length else b""
             auth = self.headers.get("Authorization", "")
@@ -1130,6 +1144,14 @@ class Handler(BaseHTTPRequestHandler):
         )
         self.wfile.write(head.encode())
 
+    def client_gone(self) -> bool:
+        """A watch client sends nothing while it waits: a readable socket means it closed."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
     def chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
 
@@ -1168,8 +1190,9 @@ class Handler(BaseHTTPRequestHandler):
             self.start_chunked("application/json")
             if send_initial:
                 # The replay is already queued; drain it, then mark the end of the
-                # initial events with a bookmark, as watch-list clients expect.
-                pending = watcher.events.qsize()
+                # initial events with a bookmark, as watch-list clients expect. Writes
+                # queued since registration are live events: they follow the bookmark.
+                pending = watcher.initial
                 for _ in range(pending):
                     item = watcher.events.get_nowait()
                     if item is None:
@@ -1204,6 +1227,8 @@ class Handler(BaseHTTPRequestHandler):
                 try:
                     item = watcher.events.get(timeout=max(wait, 0.01))
                 except queue.Empty:
+                    if self.client_gone():
+                        break
                     if bookmarks and time.monotonic() >= next_bookmark:
                         self.chunk(
                             dumps(

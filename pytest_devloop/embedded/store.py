@@ -119,6 +119,7 @@ class Watcher:
     field_match: FieldMatch | None
     events: queue.SimpleQueue[tuple[str, Obj] | None] = field(default_factory=queue.SimpleQueue)
     closed: bool = False
+    initial: int = 0  # how many of the queued events are the replayed current state
 
     def _matches(self, obj: Obj | None) -> bool:
         if obj is None:
@@ -254,6 +255,10 @@ class Store:
         if entry is not None and entry[0] is obj:
             return entry[1]
         data = dumps(obj)
+        # Versions encoded for a lagging watch or a deleted object are never evicted by
+        # a write; bound the cache instead of tracking them.
+        if len(self._encoded) > 2 * self.write_count + 10_000:
+            self._encoded.clear()
         self._encoded[id(obj)] = (obj, data)
         return data
 
@@ -551,6 +556,7 @@ class Store:
                 items, _ = self.list(rt, namespace, label_reqs, field_match)
                 for obj in items:
                     w.events.put(("ADDED", obj))
+                w.initial = len(items)
             else:
                 try:
                     since = int(resource_version)
