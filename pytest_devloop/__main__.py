@@ -111,6 +111,7 @@ def _sync(args: argparse.Namespace, *, status_only: bool) -> int:
             force_conflicts=getattr(args, "force_conflicts", False),
             prune=parse_prune(getattr(args, "prune", [])),
             mode="ci" if getattr(args, "ci", False) else "dev",
+            build=getattr(args, "build", False),
         )
         config = load(options)
         if config is None:
@@ -134,6 +135,7 @@ def _sync(args: argparse.Namespace, *, status_only: bool) -> int:
         force_conflicts=options.force_conflicts,
         allow_prune=options.prune,
         mode=options.mode,
+        build=options.build,
     )
     if status_only:
         return syncer.status()

@@ -191,6 +191,15 @@ def plan_artifact(
         if rec is None:
             actions.append(Action("create", key, "not applied by devloop before", obj))
             continue
+        if not rec.digest:
+            # Known only from the in-cluster inventory: the body devloop applied is not
+            # recorded here, so there are no field paths to report, only a re-apply.
+            actions.append(
+                Action(
+                    "update", key, "in the in-cluster inventory, no local record: re-applied", obj
+                )
+            )
+            continue
         if rec.digest != d:
             fields = changed_paths(rec.applied, obj)
             actions.append(

@@ -65,6 +65,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="also prune objects of these kinds when they leave the chart: pvcs, crds, namespaces",
     )
     group.addoption(
+        "--devloop-build",
+        action="store_true",
+        default=False,
+        help="build images even for the embedded cluster (which runs no containers)",
+    )
+    group.addoption(
         "--devloop-plan",
         action="store_true",
         default=False,
@@ -98,6 +104,7 @@ def _options(config: pytest.Config) -> Options:
         create_cluster=config.getoption("devloop_create_cluster"),
         force_conflicts=config.getoption("devloop_force_conflicts"),
         prune=parse_prune(config.getoption("devloop_prune")),
+        build=config.getoption("devloop_build"),
     )
 
 
@@ -142,6 +149,7 @@ class DevloopSession:
                 allow_prune=self.options.prune,
                 mode=self.options.mode,
                 out=self.write,
+                build=self.options.build,
             )
         self.result = self._syncer.sync(plan_only=plan_only)
         return self.result

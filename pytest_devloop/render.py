@@ -600,15 +600,18 @@ def _yaml_kind(value: Any) -> str:
 def _project_tool(start: Path | None, candidates: Sequence[str]) -> str | None:
     """The first of `candidates` (paths under `.tools/`) in the nearest folder above
     `start` that has a `.tools/` folder: where `scripts/tools.sh` installs them."""
-    here = (start or Path.cwd()).absolute()
-    for folder in (here, *here.parents):
-        tools = folder / ".tools"
-        if tools.is_dir():
-            for rel in candidates:
-                path = tools / rel
-                if path.is_file() and os.access(path, os.X_OK):
-                    return str(path)
-            return None
+    # The project's folder first, then the working directory's (a project kept outside
+    # the folder that holds the tools, as in tests).
+    starts = dict.fromkeys(p.absolute() for p in (start or Path.cwd(), Path.cwd()))
+    for here in starts:
+        for folder in (here, *here.parents):
+            tools = folder / ".tools"
+            if tools.is_dir():
+                for rel in candidates:
+                    path = tools / rel
+                    if path.is_file() and os.access(path, os.X_OK):
+                        return str(path)
+                break
     return None
 
 

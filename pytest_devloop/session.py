@@ -29,6 +29,7 @@ class Options:
     force_conflicts: bool = False
     prune: list[str] = field(default_factory=list)
     mode: str = "dev"
+    build: bool = False
 
 
 def parse_prune(values: list[str]) -> list[str]:

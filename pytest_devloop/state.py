@@ -48,6 +48,9 @@ class ArtifactRecord:
     hooks: dict[str, str] = field(
         default_factory=dict
     )  # hook ref key -> digest that last succeeded
+    # Keys of `objects` no longer rendered but of a kind never pruned implicitly: still
+    # devloop's (prunable once allowed), but not part of the desired state.
+    kept: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +58,7 @@ class ArtifactRecord:
             "namespace": self.namespace,
             "objects": {k: v.to_json() for k, v in sorted(self.objects.items())},
             "hooks": dict(sorted(self.hooks.items())),
+            "kept": sorted(self.kept),
         }
 
     @classmethod
@@ -72,6 +76,7 @@ class ArtifactRecord:
                 for k, v in (data.get("objects") or {}).items()
             },
             hooks={str(k): str(v) for k, v in (data.get("hooks") or {}).items()},
+            kept=[str(k) for k in data.get("kept") or []],
         )
 
 

@@ -11,10 +11,12 @@ touched workloads are ready; record the result and print one line per artifact.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pytest_devloop import plan as planning
@@ -36,6 +38,7 @@ from pytest_devloop.state import ArtifactRecord, ObjectRecord, StateStore
 
 ARTIFACT_LABEL = "devloop.dev/artifact"
 INVENTORY_PREFIX = "devloop-inventory-"
+HELM_VERSION_CACHE = "helm-version.json"
 
 
 class SyncError(Exception):
@@ -97,6 +100,7 @@ class Syncer:
         helm: HelmTool | None = None,
         kube: Kube | None = None,
         wait: bool = True,
+        build: bool = False,
     ) -> None:
         self.config = config
         self.target = target
@@ -110,16 +114,57 @@ class Syncer:
         self._helm = helm
         self._kube = kube
         self.wait = wait
+        self.build = build
+        self._builder: Any = None
+        self._last_refs: dict[str, Any] = {}
+        # Per chart: (resolved --set values, image names it uses), or the placeholder error.
+        self._chart_values: dict[str, tuple[dict[str, Any], list[str]] | Exception] = {}
+        self._failed_images: set[str] = set()
         self.state_store = StateStore(config.root)
         self.hasher = FileHasher.load(config.root / ".devloop" / "filestats.json")
+        self._helm_version_text: str | None = None
 
     # -- connections ------------------------------------------------------------
 
     @property
     def helm(self) -> HelmTool:
         if self._helm is None:
-            self._helm = HelmTool.find()
+            self._helm = HelmTool.find(start=self.config.root)
         return self._helm
+
+    def _helm_version(self) -> str:
+        """helm's version for fingerprints, remembered under `.devloop/` by the binary's
+        path, size, mtime and inode: `helm version` is a subprocess (~50 ms), a third of
+        the budget of a sync with nothing to do in a fresh process."""
+        if self._helm_version_text is not None:
+            return self._helm_version_text
+        cache = self.config.root / ".devloop" / HELM_VERSION_CACHE
+        key: list[object] | None
+        try:
+            exe = Path(self.helm.executable).resolve()
+            st = exe.stat()
+            key = [str(exe), st.st_size, st.st_mtime_ns, st.st_ino]
+        except OSError:
+            key = None
+        if key is not None:
+            try:
+                data = json.loads(cache.read_text())
+                if isinstance(data, dict) and data.get("key") == key:
+                    self._helm_version_text = str(data["version"])
+                    return self._helm_version_text
+            except (OSError, ValueError, KeyError):
+                pass
+        version = self.helm.version
+        self._helm_version_text = version
+        if key is not None:
+            try:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps({"key": key, "version": version}))
+                tmp.replace(cache)
+            except OSError:
+                pass  # only a cache: the next process asks helm again
+        return version
 
     @property
     def kube(self) -> Kube:
@@ -152,6 +197,9 @@ class Syncer:
             api_versions = kube.api_versions_with_kinds()
             server_version = kube.server_version()
             timings["connect"] = time.perf_counter() - t0
+            t_images = time.perf_counter()
+            self._prepare_images(plan_only=plan_only)
+            timings["build"] = time.perf_counter() - t_images
             crd_scopes: dict[tuple[str, str], bool] = {}
             entries: list[tuple[str, ChartRelease | ManifestSet]] = [
                 ("manifests", m) for m in self.config.manifests
@@ -197,6 +245,7 @@ class Syncer:
             self.out(f"devloop: warning: {warning}")
         api_versions = kube.api_versions_with_kinds()
         server_version = kube.server_version()
+        self._prepare_images(plan_only=True)
         entries: list[ChartRelease | ManifestSet] = [*self.config.manifests, *self.config.charts]
         for entry in entries:
             record = state.artifacts.get(entry.name)
@@ -209,7 +258,11 @@ class Syncer:
             recorded = {
                 k: Recorded(r.digest, r.applied, r.observed) for k, r in record.objects.items()
             }
-            desired = {k: _Desired(k, r.applied, r.source, None) for k, r in record.objects.items()}
+            desired = {
+                k: _Desired(k, r.applied, r.source, None)
+                for k, r in record.objects.items()
+                if k not in record.kept
+            }
             live = self._live(entry.name, recorded, desired)
             the_plan = planning.plan_artifact(
                 entry.name, {k: d.obj for k, d in desired.items()}, recorded, live
@@ -250,16 +303,97 @@ class Syncer:
             parts.append(
                 f"{len(drift)} drift corrected ({'; '.join(a.describe() for a in drift[:3])})"
             )
-        if counts.get("keep"):
-            parts.append(f"{counts['keep']} kept (never pruned implicitly)")
+        kept = res.plan.by_op("keep")
+        if kept:
+            flags = sorted({planning.PROTECTED.get(a.kind, "") for a in kept} - {""})
+            parts.append(
+                f"{len(kept)} kept (never pruned implicitly; allow with "
+                f"--devloop-prune={','.join(flags)})"
+            )
         parts.append(f"{counts.get('unchanged', 0)} unchanged")
         if res.hooks:
             parts.append(f"hooks: {', '.join(res.hooks)}")
-        if not updated and not drift and not counts.get("create") and not counts.get("prune"):
+        # A hook that ran is a change even when every object is unchanged: say so.
+        hooks_ran = any(" ran (" in h for h in res.hooks)
+        if (
+            not updated
+            and not drift
+            and not counts.get("create")
+            and not counts.get("prune")
+            and not kept
+            and not hooks_ran
+        ):
             return f"devloop: {res.name}: unchanged ({counts.get('unchanged', 0)} objects), {t}"
         return f"devloop: {res.name}: {', '.join(parts)}, {t}"
 
     # -- one artifact ---------------------------------------------------------------
+
+    def _prepare_images(self, *, plan_only: bool) -> None:
+        """Digest-tag every image, resolve chart image values, build what changed.
+
+        On the embedded cluster no container runs, so images are only built when asked
+        (`--devloop-build`); their tags are still the input digests, so a source change
+        still rolls the workloads that use them.
+        """
+        from pytest_devloop.images import (
+            Builder,
+            DockerUnavailable,
+            ImagePlaceholderError,
+            build_images,
+            chart_image_values,
+            image_refs,
+            loader_for,
+        )
+
+        refs = image_refs(self.config, self.hasher) if self.config.images else {}
+        for c in self.config.charts:
+            try:
+                self._chart_values[c.name] = chart_image_values(c, refs)
+            except ImagePlaceholderError as e:
+                self._chart_values[c.name] = e
+        self._failed_images = set()
+        if not refs or plan_only:
+            return
+        changed = {n for n, r in refs.items() if self._last_refs.get(n) != r}
+        if not changed:
+            return
+        skip = None
+        if self.target.provider == "embedded" and not self.build:
+            skip = "the embedded cluster runs no containers; --devloop-build builds it"
+        if self._builder is None and skip is None:
+            self._builder = Builder()
+        try:
+            results = build_images(
+                self.config,
+                refs,
+                only=changed if self._last_refs else None,
+                loader=None
+                if skip
+                else loader_for(self.target.provider, registry=self.config.image_registry),
+                out=self.out,
+                builder=self._builder,
+                skip_reason=skip,
+            )
+            self._failed_images = {r.name for r in results if not r.ok}
+        except DockerUnavailable as e:
+            self.out(f"devloop: {e}")
+            self._failed_images = set(refs)
+        self._last_refs = {n: r for n, r in refs.items() if n not in self._failed_images}
+
+    def _values(self, entry: ChartRelease) -> dict[str, Any]:
+        """The chart's --set values with image placeholders resolved to digest tags."""
+        found = self._chart_values.get(entry.name)
+        if found is None:
+            return dict(entry.set)
+        if isinstance(found, Exception):
+            raise SyncError(str(found))
+        values, used = found
+        failed = sorted(set(used) & self._failed_images)
+        if failed:
+            raise SyncError(
+                f"not applied: image {', '.join(failed)} did not build (see the image lines above)"
+            )
+        return values
 
     def _fingerprint(
         self,
@@ -277,11 +411,10 @@ class Syncer:
                 self.hasher.tree_digest(entry.path, ignore=helmignore_matcher(entry.path)),
                 *(self.hasher.file_digest(v) for v in entry.values),
                 *(str(v) for v in entry.values),
-                json.dumps(entry.set, sort_keys=True, default=str),
+                json.dumps(self._values(entry), sort_keys=True, default=str),
                 json.dumps(entry.set_string, sort_keys=True),
-                json.dumps(entry.image_values, sort_keys=True),
                 entry.deployer,
-                self.helm.version,
+                self._helm_version(),
                 server_version,
                 "\n".join(api_versions),
             )
@@ -337,6 +470,7 @@ class Syncer:
             desired = {
                 key: _Desired(key, rec.applied, rec.source, None)
                 for key, rec in record.objects.items()
+                if key not in record.kept
             }
             hooks: list[DesiredObject] = []
         else:
@@ -363,6 +497,14 @@ class Syncer:
                 if a.op != "unchanged":
                     fields = f" ({', '.join(a.fields)})" if a.fields else ""
                     self.out(f"devloop: plan: {entry.name}: {a.op} {a.name}{fields}: {a.reason}")
+            # The summary must not read as if something had been applied.
+            counts = the_plan.counts()
+            res.line = (
+                f"devloop: {entry.name}: plan only, nothing applied: "
+                f"{counts.get('update', 0)} to update, {counts.get('create', 0)} to create, "
+                f"{counts.get('prune', 0)} to prune, {counts.get('drift', 0)} drifted, "
+                f"{counts.get('unchanged', 0)} unchanged"
+            )
             return
         new_record = ArtifactRecord(
             fingerprint, namespace, {}, dict(record.hooks) if record else {}
@@ -391,7 +533,7 @@ class Syncer:
         record: ArtifactRecord | None,
     ) -> list[DesiredObject]:
         if isinstance(entry, ChartRelease):
-            set_values = dict(entry.set)
+            set_values = self._values(entry)
             return render_chart(
                 self.helm,
                 release=entry.name,
@@ -577,12 +719,15 @@ class Syncer:
                 ):
                     self._ensure_namespace(ns)
         write_keys = {a.key for a in writes}
-        crds_applied = False
+        crds_applied: list[dict[str, Any]] = []
         for action in writes:
             d = desired[action.key]
             if crds_applied and action.kind != "CustomResourceDefinition":
+                # Custom resources of a CRD applied moments ago are refused until the
+                # CRD is Established (on a real API server, about a second later).
+                self._wait(artifact, crds_applied)
                 self.kube.refresh()
-                crds_applied = False
+                crds_applied = []
             api_res = d.res or self.kube.resource(
                 str(d.obj.get("apiVersion")), str(d.obj.get("kind"))
             )
@@ -603,7 +748,7 @@ class Syncer:
                     ) from e
                 raise SyncError(f"{d.source}: applying {action.name} failed: {e}") from e
             if action.kind == "CustomResourceDefinition":
-                crds_applied = True
+                crds_applied.append(live)
             new_record.objects[action.key] = ObjectRecord(
                 planning.digest(d.obj), d.obj, d.source, project(d.obj, live)
             )
@@ -622,6 +767,7 @@ class Syncer:
                     )
             elif action.op == "keep" and old_record and action.key in old_record.objects:
                 new_record.objects[action.key] = old_record.objects[action.key]
+                new_record.kept.append(action.key)
         return touched
 
     def _prune(self, the_plan: Plan, recorded: dict[str, Recorded]) -> None:
@@ -676,6 +822,10 @@ class Syncer:
                     f"{h.source}: hook kind {obj.get('kind')} is not served by the cluster"
                 )
             m = obj.get("metadata") or {}
+            # Pre-install hooks run before anything else of the release: their namespace
+            # may not exist yet (the release's objects create it only later in `_apply`).
+            if api_res.namespaced and m.get("namespace"):
+                self._ensure_namespace(str(m["namespace"]))
             policies = h.hook.delete_policies
             if "before-hook-creation" in policies:
                 self._delete_and_wait(api_res, m.get("namespace"), str(m.get("name")))
@@ -708,7 +858,7 @@ class Syncer:
         ]  # fmt: skip
         if entry.create_namespace:
             cmd.append("--create-namespace")
-        cmd += helm_values_args(list(entry.values), dict(entry.set), dict(entry.set_string))
+        cmd += helm_values_args(list(entry.values), self._values(entry), dict(entry.set_string))
         if entry.wait:
             cmd += ["--wait", "--timeout", f"{int(self.config.wait_timeout)}s"]
         if self.target.kubeconfig:

@@ -50,6 +50,21 @@ from pytest_devloop.embedded.store import Change, Obj, Store, clone, dumps, meta
 log = logging.getLogger(__name__)
 
 MAX_BODY = 3 * 1024 * 1024
+# Resources whose registry answers a DELETE with the deleted object rather than a Status
+# (typed clients decode the reply as that kind: `delete_namespaced_service` -> V1Service).
+_RETURNS_DELETED_OBJECT = frozenset(
+    {
+        "pods",
+        "services",
+        "serviceaccounts",
+        "persistentvolumeclaims",
+        "persistentvolumes",
+        "podtemplates",
+        "resourcequotas",
+        "admissionregistration.k8s.io/mutatingwebhookconfigurations",
+        "admissionregistration.k8s.io/validatingwebhookconfigurations",
+    }
+)
 MAX_DISCARD = 64 * 1024 * 1024  # an oversized body up to this is read and dropped
 # What real clusters let anyone read (the system:public-info-viewer role); kubectl's
 # version dispatcher asks /version before it sends any credentials.
@@ -922,6 +937,8 @@ class ApiServer:
             precondition_rv=pre.get("resourceVersion"),
             dry_run=dry,
         )
+        if removed and (rt.key in _RETURNS_DELETED_OBJECT or not rt.builtin):
+            return 200, self.present(rt, obj, req.version), ""
         if removed:
             m = meta(obj)
             return (

@@ -1,0 +1,341 @@
+"""What one test read: the recorder and the dependency record it produces.
+
+Owns the per-test dependency record (`RecordData`) and its parts, the `Recorder` that the
+`cluster` and `rendered` views write into while a test runs, and label-selector matching
+(`ListRead.covers`), so the impact module decides "does this change meet this read" with
+the same rules the recorder used to write it.
+
+The format, as the impact module reads it:
+
+- `objects`: object key (`plan.object_key`: `group/Kind/namespace/name`) -> the field
+  paths read, or None for "the whole object". Paths are rendered like
+  `embedded.apply.dotted_path` renders changed paths (`spec.replicas`,
+  `metadata.labels["app.kubernetes.io/name"]`, `spec.template.spec.containers`), so a
+  read meets a change when one path is a prefix of the other at a `.` or `[` boundary
+  (`paths_meet`). An empty list means the test saw the object exist and read nothing in
+  it: only its creation or deletion meets it. Paths are minimal: a path whose ancestor
+  is also recorded is dropped.
+- `lists`: the collections read (`ListRead`), by `group/Kind`, namespace (None: every
+  namespace) and normalized selector text ("": everything). `group_kind` "*" means every
+  kind (`rendered.all()`).
+- `declared`: dependencies declared by hand that are not object keys (`chart:shop`,
+  `image:web`, or an object reference the cluster could not resolve).
+
+Recording is cheap by design (a lock, a dict and a set per read): it happens on every
+field a test touches. Reads while no test is running are counted in `unattributed` and
+otherwise dropped, so a fixture that reads outside any test is visible, not silent.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "ListRead",
+    "RecordData",
+    "Recorder",
+    "normalize_selector",
+    "paths_meet",
+    "selector_matches",
+]
+
+# Every kind (used by `rendered.all()` and `rendered.list()` without a kind).
+ANY_KIND = "*"
+
+
+@dataclass(frozen=True)
+class ListRead:
+    """One collection read: `group/Kind` ("apps/Deployment", "/Pod"), namespace, selector.
+
+    `namespace` None means every namespace (or a cluster-scoped kind); `selector` is the
+    normalized label selector text, "" for everything.
+    """
+
+    group_kind: str
+    namespace: str | None
+    selector: str = ""
+
+    def covers(self, key: str, labels: Mapping[str, str] | None) -> bool:
+        """Would the object with this key and these labels be in the collection?
+
+        Conservative: an unparsable selector, or unknown labels (None), count as a match.
+        """
+        group, kind, namespace, _ = key.split("/", 3)
+        if self.group_kind not in (ANY_KIND, f"{group}/{kind}"):
+            return False
+        if self.namespace is not None and namespace and self.namespace != namespace:
+            return False
+        if labels is None:
+            return True
+        return selector_matches(self.selector, labels)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "group_kind": self.group_kind,
+            "namespace": self.namespace,
+            "selector": self.selector,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ListRead:
+        ns = data.get("namespace")
+        return cls(str(data["group_kind"]), None if ns is None else str(ns), str(data["selector"]))
+
+
+@dataclass(frozen=True)
+class RecordData:
+    """The dependency record of one test (see the module docstring for the format)."""
+
+    nodeid: str
+    objects: dict[str, list[str] | None] = field(default_factory=dict)
+    lists: list[ListRead] = field(default_factory=list)
+    declared: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "nodeid": self.nodeid,
+            "objects": dict(self.objects),
+            "lists": [r.to_json() for r in self.lists],
+            "declared": list(self.declared),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RecordData:
+        objects: dict[str, list[str] | None] = {}
+        for key, paths in (data.get("objects") or {}).items():
+            objects[str(key)] = None if paths is None else [str(p) for p in paths]
+        return cls(
+            nodeid=str(data["nodeid"]),
+            objects=objects,
+            lists=[ListRead.from_json(r) for r in data.get("lists") or []],
+            declared=[str(d) for d in data.get("declared") or []],
+        )
+
+
+_MISSING: Any = object()
+
+
+class Recorder:
+    """Collects the reads of the current test. Thread-safe; one per pytest process.
+
+    The views hold the recorder, not a test: a view kept from an earlier test (a
+    module-scoped fixture's object) records into whichever test reads it now, which is
+    the test whose outcome depends on it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._nodeid: str | None = None
+        self._objects: dict[str, set[str] | None] = {}
+        self._lists: dict[ListRead, None] = {}  # a dict keeps the reading order
+        self._declared: dict[str, None] = {}
+        self.unattributed = 0
+
+    @property
+    def nodeid(self) -> str | None:
+        return self._nodeid
+
+    def start(self, nodeid: str) -> None:
+        """Begin recording for `nodeid`; an unfinished record is discarded."""
+        with self._lock:
+            self._nodeid = nodeid
+            self._objects = {}
+            self._lists = {}
+            self._declared = {}
+
+    def stop(self) -> RecordData:
+        """End the current record and return it (an empty record when none was started)."""
+        with self._lock:
+            nodeid, objects, lists, declared = (
+                self._nodeid,
+                self._objects,
+                self._lists,
+                self._declared,
+            )
+            self._nodeid = None
+            self._objects, self._lists, self._declared = {}, {}, {}
+        return RecordData(
+            nodeid=nodeid or "",
+            objects={
+                key: None if paths is None else minimal_paths(paths)
+                for key, paths in sorted(objects.items())
+            },
+            lists=list(lists),
+            declared=list(declared),
+        )
+
+    def object_seen(self, key: str) -> None:
+        """The test learnt that the object exists (it read no field yet)."""
+        with self._lock:
+            if self._nodeid is None:
+                self.unattributed += 1
+            elif key not in self._objects:
+                self._objects[key] = set()
+
+    def object_read(self, key: str, path: str | None) -> None:
+        """The test read `path` of the object (None: the whole object)."""
+        with self._lock:
+            if self._nodeid is None:
+                self.unattributed += 1
+                return
+            paths = self._objects.get(key, _MISSING)
+            if paths is None:
+                return  # already the whole object
+            if path is None or not path:
+                self._objects[key] = None
+            elif paths is _MISSING:
+                self._objects[key] = {path}
+            else:
+                paths.add(path)
+
+    def object_paths(self, key: str, paths: Iterable[str]) -> None:
+        """Several paths of one object under one lock (what one derived read depends on)."""
+        with self._lock:
+            if self._nodeid is None:
+                self.unattributed += 1
+                return
+            current = self._objects.get(key, _MISSING)
+            if current is None:
+                return
+            if current is _MISSING:
+                current = self._objects[key] = set()
+            current.update(paths)
+
+    def list_read(self, read: ListRead) -> None:
+        with self._lock:
+            if self._nodeid is None:
+                self.unattributed += 1
+            else:
+                self._lists[read] = None
+
+    def declare(self, dep: str) -> None:
+        """A dependency the views cannot see (`chart:shop`, `image:web`, ...)."""
+        with self._lock:
+            if self._nodeid is None:
+                self.unattributed += 1
+            else:
+                self._declared[dep] = None
+
+
+# -- paths ------------------------------------------------------------------------------------
+
+
+def _boundaries(path: str) -> Iterable[str]:
+    """The proper prefixes of `path` that are paths themselves (cut before `.` or `[`).
+
+    A cut inside a quoted key (`labels["a.b"]`) yields a string that is never a recorded
+    path, so it can never match by accident.
+    """
+    for i, ch in enumerate(path):
+        if i and ch in ".[":
+            yield path[:i]
+
+
+def minimal_paths(paths: Iterable[str]) -> list[str]:
+    """Sorted paths without those whose ancestor is present (`spec` covers `spec.replicas`)."""
+    unique = set(paths)
+    return sorted(p for p in unique if not any(q in unique for q in _boundaries(p)))
+
+
+def paths_meet(read: str, changed: str) -> bool:
+    """Does a change at `changed` touch what was read at `read` (or the reverse)?
+
+    True when one is the other or an ancestor of it; `spec.template.spec.containers`
+    meets `spec.template.spec.containers[name=app].image` and `spec` meets it too.
+    """
+    if read == changed:
+        return True
+    short, long = (read, changed) if len(read) < len(changed) else (changed, read)
+    return long.startswith(short) and long[len(short)] in ".["
+
+
+# -- label selectors --------------------------------------------------------------------------
+
+_SET_OP = re.compile(r"^\s*([^\s!=<>,()]+)\s+(in|notin)\s*\(([^()]*)\)\s*$")
+_CMP_OP = re.compile(r"^\s*([^\s!=<>,()]+)\s*(==|!=|=|<|>)\s*([^\s!=<>,()]*)\s*$")
+_EXISTS = re.compile(r"^\s*(!?)\s*([^\s!=<>,()]+)\s*$")
+
+
+def _split_requirements(text: str) -> list[str]:
+    """Split at commas outside parentheses (`a in (x,y),b=c` -> two requirements)."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def normalize_selector(selector: Mapping[str, str] | str | None) -> str:
+    """Canonical selector text: a dict becomes `k=v` pairs; requirements sorted, spaces trimmed.
+
+    Two spellings of one selector normalize to the same text, so records compare equal.
+    """
+    if selector is None:
+        return ""
+    if isinstance(selector, Mapping):
+        return ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+    reqs = []
+    for req in _split_requirements(selector):
+        m = _SET_OP.match(req)
+        if m:
+            values = ",".join(sorted(v.strip() for v in m.group(3).split(",") if v.strip()))
+            reqs.append(f"{m.group(1)} {m.group(2)} ({values})")
+            continue
+        m = _CMP_OP.match(req)
+        if m:
+            op = "=" if m.group(2) == "==" else m.group(2)
+            reqs.append(f"{m.group(1)}{op}{m.group(3)}")
+            continue
+        reqs.append(" ".join(req.split()))
+    return ",".join(sorted(reqs))
+
+
+def selector_matches(selector: str, labels: Mapping[str, str]) -> bool:
+    """Kubernetes label-selector semantics (`labels.Parse`) over a label map.
+
+    An unparsable selector matches everything: a read that cannot be understood must
+    count as affected, never as unaffected.
+    """
+    for req in _split_requirements(selector):
+        m = _SET_OP.match(req)
+        if m:
+            key, op = m.group(1), m.group(2)
+            values = {v.strip() for v in m.group(3).split(",") if v.strip()}
+            present = key in labels and labels[key] in values
+            if present != (op == "in"):
+                return False
+            continue
+        m = _CMP_OP.match(req)
+        if m:
+            key, op, value = m.groups()
+            if op in ("=", "=="):
+                if labels.get(key) != value:
+                    return False
+            elif op == "!=":
+                if labels.get(key) == value:
+                    return False
+            else:
+                try:
+                    have, want = int(labels[key]), int(value)
+                except (KeyError, ValueError):
+                    return False
+                if (have > want) != (op == ">") or have == want:
+                    return False
+            continue
+        m = _EXISTS.match(req)
+        if m:
+            if (m.group(2) in labels) == (m.group(1) == "!"):
+                return False
+            continue
+        return True  # not understood: assume it matches
+    return True
