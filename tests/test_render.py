@@ -319,6 +319,7 @@ def test_find_helm(
     assert HelmTool.find(start=project / "charts").executable == str(
         project / ".tools" / "helm4" / "helm"
     )
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(RenderError) as info:
         HelmTool.find(start=tmp_path / "elsewhere")
     assert "helm is not installed" in str(info.value) and "DEVLOOP_HELM" in str(info.value)
@@ -327,6 +328,7 @@ def test_find_helm(
 def test_find_kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DEVLOOP_KUBECTL", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(RenderError, match="kubectl is not installed"):
         find_kubectl(start=tmp_path)
 
