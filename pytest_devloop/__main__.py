@@ -137,9 +137,15 @@ def _sync(args: argparse.Namespace, *, status_only: bool) -> int:
         mode=options.mode,
         build=options.build,
     )
-    if status_only:
-        return syncer.status()
-    result = syncer.sync(plan_only=getattr(args, "plan", False))
+    from pytest_devloop.state import StateLocked
+
+    try:
+        if status_only:
+            return syncer.status()
+        result = syncer.sync(plan_only=getattr(args, "plan", False))
+    except (ClusterRefused, ClusterUnavailable, StateLocked) as e:
+        print(f"devloop: {e}", file=sys.stderr)
+        return 2
     return 0 if result.ok else 1
 
 

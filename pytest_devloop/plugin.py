@@ -114,6 +114,7 @@ class DevloopSession:
     def __init__(self, pytest_config: pytest.Config) -> None:
         from pytest_devloop import session
 
+        self._pytest_config = pytest_config
         self.options = _options(pytest_config)
         self._terminal = pytest_config.pluginmanager.get_plugin("terminalreporter")
         self.config = session.load(self.options)
@@ -122,10 +123,16 @@ class DevloopSession:
         self._syncer: Any = None
 
     def write(self, line: str) -> None:
-        if self._terminal is not None:
-            self._terminal.write_line(line)
-        else:
+        # Sync lines are the loop's feedback: shown even while pytest captures output.
+        if self._terminal is None:
             print(line)
+            return
+        capman = self._pytest_config.pluginmanager.getplugin("capturemanager")
+        if capman is None:
+            self._terminal.write_line(line)
+            return
+        with capman.global_and_fixture_disabled():
+            self._terminal.write_line(line)
 
     def sync(self, *, plan_only: bool = False) -> Any:
         """Sync once (the fixtures call this); returns the SyncResult."""
@@ -134,7 +141,7 @@ class DevloopSession:
 
         if self.config is None:
             raise pytest.UsageError(
-                f"devloop: no devloop.yaml or skaffold.yaml in {self.options.rootdir}; "
+                f"no devloop.yaml or skaffold.yaml in {self.options.rootdir}; "
                 "write one (see docs/configuration.md) or pass --devloop-config"
             )
         for warning in self.config.warnings:
@@ -172,7 +179,10 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 
     try:
         result = _session(config).sync(plan_only=True)
-    except (ConfigError, ClusterRefused, ClusterUnavailable, pytest.UsageError) as e:
+    except (ConfigError, ClusterRefused, ClusterUnavailable) as e:
+        print(f"devloop: {e}")
+        return int(pytest.ExitCode.USAGE_ERROR)
+    except pytest.UsageError as e:
         print(f"devloop: {e}")
         return int(pytest.ExitCode.USAGE_ERROR)
     return 0 if result.ok else 1
@@ -187,13 +197,14 @@ def devloop(pytestconfig: pytest.Config) -> DevloopSession:
     """
     from pytest_devloop.config import ConfigError
     from pytest_devloop.providers import ClusterRefused, ClusterUnavailable
+    from pytest_devloop.state import StateLocked
 
-    s = _session(pytestconfig)
-    if s.result is None:
-        try:
+    try:
+        s = _session(pytestconfig)
+        if s.result is None:
             s.sync()
-        except (ConfigError, ClusterRefused, ClusterUnavailable) as e:
-            pytest.fail(f"devloop: {e}", pytrace=False)
+    except (ConfigError, ClusterRefused, ClusterUnavailable, StateLocked) as e:
+        pytest.fail(f"devloop: {e}", pytrace=False)
     if not s.result.ok:
         errors = "\n".join(a.line for a in s.result.artifacts if a.error)
         pytest.fail(f"devloop: the sync failed:\n{errors}", pytrace=False)

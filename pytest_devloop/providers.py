@@ -70,7 +70,7 @@ def check_allowed(target: Target, allow_contexts: list[str]) -> None:
     if looks_local(name, target.server) or name in allow_contexts:
         return
     raise ClusterRefused(
-        f"devloop refuses kubeconfig context {name!r} (API server {target.server}): it does not "
+        f"refusing kubeconfig context {name!r} (API server {target.server}): it does not "
         f"look like a local development cluster (kind-*, minikube, k3d-*, docker-desktop, "
         f"rancher-desktop, orbstack, or an API server on a loopback address), and devloop "
         f"creates, updates and deletes objects. If it is a cluster you may change, allow it in "

@@ -13,13 +13,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 SCHEMA_VERSION = 1
+
+
+class StateLocked(RuntimeError):
+    """Another process holds the state lock for too long; the message says what to do."""
 
 
 @dataclass
@@ -110,6 +116,22 @@ class StateStore:
     def lock(self, server: str, uid: str) -> FileLock:
         self.dir.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.path(server, uid)) + ".lock", timeout=120)
+
+    @contextmanager
+    def locked(self, server: str, uid: str) -> Iterator[None]:
+        """Hold the state's lock: one writer across processes and xdist workers."""
+        lock = self.lock(server, uid)
+        try:
+            lock.acquire()
+        except Timeout as e:
+            raise StateLocked(
+                f"another devloop process has held {lock.lock_file} for {lock.timeout:.0f} s; "
+                "wait for it to finish, or delete the file if no devloop process runs"
+            ) from e
+        try:
+            yield
+        finally:
+            lock.release()
 
     def load(self, server: str, uid: str) -> tuple[ClusterState, str | None]:
         """(state, warning): a fresh state plus a one-line warning when the file was unusable."""

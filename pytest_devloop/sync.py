@@ -183,11 +183,11 @@ class Syncer:
         check_allowed(self.target, self.config.cluster.allow_contexts)
         t0 = time.perf_counter()
         kube = self.kube
-        uid = kube.cluster_uid()
+        uid = self._connect()
         result = SyncResult(self.target, uid)
         timings = result.timings
         stateful = self.mode == "dev"
-        with self.state_store.lock(self.target.server, uid):
+        with self.state_store.locked(self.target.server, uid):
             state, warning = self.state_store.load(self.target.server, uid)
             if warning and stateful:
                 result.warnings.append(warning)
@@ -220,7 +220,7 @@ class Syncer:
                         plan_only=plan_only,
                         full=full or not stateful,
                     )
-                except (RenderError, SyncError, KubeError) as e:
+                except (RenderError, SyncError, KubeError, ValueError) as e:
                     res.error = str(e)
                     res.line = f"devloop: {entry.name}: error: {e}"
                 res.seconds = time.perf_counter() - started
@@ -238,7 +238,7 @@ class Syncer:
         """Print, per artifact, what is deployed and whether it drifted; never writes."""
         check_allowed(self.target, self.config.cluster.allow_contexts)
         kube = self.kube
-        uid = kube.cluster_uid()
+        uid = self._connect()
         state, warning = self.state_store.load(self.target.server, uid)
         self.out(f"devloop: cluster {self.target.display} ({self.target.server}, uid {uid[:8]})")
         if warning:
@@ -284,6 +284,17 @@ class Syncer:
                 )
         self.hasher.save(self.config.root / ".devloop" / "filestats.json")
         return 0
+
+    def _connect(self) -> str:
+        """The cluster's identity; an unreachable API server is one clear error."""
+        from pytest_devloop.providers import ClusterUnavailable
+
+        try:
+            return self.kube.cluster_uid()
+        except KubeError as e:
+            raise ClusterUnavailable(
+                f"cannot reach the API server of {self.target.display} ({self.target.server}): {e}"
+            ) from e
 
     def _line(self, res: ArtifactResult) -> str:
         t = f"{res.seconds:.2f} s"
@@ -519,9 +530,18 @@ class Syncer:
             event = "install" if first_install else "upgrade"
             res.hooks += self._run_hooks(hooks, f"post-{event}", new_record, force_all=full)
         self._write_inventory(entry.name, namespace, new_record, record)
+        if self.wait and getattr(entry, "wait", True) and touched:
+            try:
+                self._wait(entry.name, touched)
+            except SyncError:
+                # Not recorded as synced: the next sync re-applies (a no-op on the
+                # server) and waits again instead of calling a broken rollout unchanged.
+                if record is not None:
+                    records[entry.name] = record
+                else:
+                    records.pop(entry.name, None)
+                raise
         records[entry.name] = new_record
-        if self.wait and touched:
-            self._wait(entry.name, touched)
 
     def _render(
         self,
@@ -788,7 +808,7 @@ class Syncer:
         try:
             Waiter(self.kube.api_client, timeout=self.config.wait_timeout).wait_or_raise(todo)
         except WaitTimeout as e:
-            raise SyncError(f"not ready after {self.config.wait_timeout:.0f} s:\n{e}") from e
+            raise SyncError(str(e)) from e
 
     # -- hooks ------------------------------------------------------------------------
 
