@@ -812,7 +812,7 @@ def test_a_remote_looking_context_is_refused_before_any_request(
     prod = Target("current", "prod-eks", str(kubeconfig), PROD_SERVER, "prod-eks")
     requests = cluster.api.request_count
 
-    with pytest.raises(ClusterRefused, match="refuses kubeconfig context 'prod-eks'"):
+    with pytest.raises(ClusterRefused, match="refusing kubeconfig context 'prod-eks'"):
         project.sync(target=prod)
     with pytest.raises(ClusterRefused):
         Syncer(config_of(project.root), prod, out=lambda _: None, helm=project.helm).status()
@@ -1220,7 +1220,7 @@ def test_cli_refuses_a_remote_context(
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr.startswith(
-        f"devloop: devloop refuses kubeconfig context 'prod-eks' (API server {PROD_SERVER})"
+        f"devloop: refusing kubeconfig context 'prod-eks' (API server {PROD_SERVER})"
     )
     assert "allow_contexts: [prod-eks]" in proc.stderr
     assert not (root / ".devloop").exists(), "refused before anything was started or written"
