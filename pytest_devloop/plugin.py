@@ -8,7 +8,8 @@ cluster and everything else are imported inside the hooks and fixtures that need
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ import pytest
 
 if TYPE_CHECKING:
     from pytest_devloop.embedded.cluster import EmbeddedCluster
-    from pytest_devloop.session import Options
+    from pytest_devloop.testrun import TestRun
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -71,6 +72,42 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="build images even for the embedded cluster (which runs no containers)",
     )
     group.addoption(
+        "--devloop-affected",
+        action="store_true",
+        default=False,
+        help="run only the tests the sync's changes affect (or that failed, are new or changed); say why",
+    )
+    group.addoption(
+        "--devloop-explain",
+        action="store_true",
+        default=False,
+        help="with --devloop-affected: print the reason for every test run or skipped",
+    )
+    group.addoption(
+        "--devloop-ci",
+        action="store_true",
+        default=False,
+        help="clean CI mode: fresh namespace, full sync, every test, teardown (automatic when CI=true)",
+    )
+    group.addoption(
+        "--devloop-mode",
+        choices=("dev", "ci"),
+        default=None,
+        help="force dev or ci mode (CI=true selects ci unless --devloop-mode=dev)",
+    )
+    group.addoption(
+        "--devloop-keep",
+        action="store_true",
+        default=False,
+        help="CI mode: keep the namespace after the run (prints how to delete it)",
+    )
+    group.addoption(
+        "--devloop-static",
+        action="store_true",
+        default=False,
+        help="no cluster: tests using only `rendered` run, tests using `cluster` are skipped",
+    )
+    group.addoption(
         "--devloop-plan",
         action="store_true",
         default=False,
@@ -91,83 +128,61 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def _options(config: pytest.Config) -> Options:
-    from pytest_devloop.session import Options, parse_prune
+def _run(config: pytest.Config) -> TestRun:
+    run: TestRun | None = getattr(config, "_devloop_run", None)
+    if run is None:
+        from pytest_devloop.testrun import TestRun
 
-    explicit = config.getoption("devloop_config") or config.getini("devloop_config") or None
-    return Options(
-        rootdir=Path(config.rootpath),
-        config=Path(explicit) if explicit else None,
-        profile=config.getoption("devloop_profile"),
-        cluster=config.getoption("devloop_cluster"),
-        context=config.getoption("devloop_context"),
-        create_cluster=config.getoption("devloop_create_cluster"),
-        force_conflicts=config.getoption("devloop_force_conflicts"),
-        prune=parse_prune(config.getoption("devloop_prune")),
-        build=config.getoption("devloop_build"),
+        run = TestRun(config)
+        config._devloop_run = run  # type: ignore[attr-defined]
+    return run
+
+
+def _active(config: pytest.Config) -> bool:
+    """Whether this run uses devloop at all (a config file exists); decided once, cheaply."""
+    cached: bool | None = getattr(config, "_devloop_active", None)
+    if cached is None:
+        explicit = config.getoption("devloop_config") or config.getini("devloop_config")
+        root = Path(config.rootpath)
+        cached = bool(explicit) or any(
+            (root / name).is_file()
+            for name in ("devloop.yaml", "devloop.yml", "skaffold.yaml", "skaffold.yml")
+        )
+        config._devloop_active = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "devloop(depends_on=[...], always=False): dependencies devloop cannot see "
+        "('Deployment/name', 'chart:<release>', 'image:<name>'), or always run the test",
     )
+    if _active(config) and config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHooks(), "devloop-xdist")
 
 
-class DevloopSession:
-    """The `devloop` fixture: config, cluster target and the session's sync result."""
+class _XdistHooks:
+    """Controller side under xdist: hand the sync to workers, collect their records."""
 
-    def __init__(self, pytest_config: pytest.Config) -> None:
-        from pytest_devloop import session
+    def pytest_configure_node(self, node: Any) -> None:
+        from pytest_devloop.testrun import WORKER_KEY
 
-        self._pytest_config = pytest_config
-        self.options = _options(pytest_config)
-        self._terminal = pytest_config.pluginmanager.get_plugin("terminalreporter")
-        self.config = session.load(self.options)
-        self.target: Any = None
-        self.result: Any = None
-        self._syncer: Any = None
+        node.workerinput[WORKER_KEY] = _run(node.config).worker_input()
 
-    def write(self, line: str) -> None:
-        # Sync lines are the loop's feedback: shown even while pytest captures output.
-        if self._terminal is None:
-            print(line)
-            return
-        capman = self._pytest_config.pluginmanager.getplugin("capturemanager")
-        if capman is None:
-            self._terminal.write_line(line)
-            return
-        with capman.global_and_fixture_disabled():
-            self._terminal.write_line(line)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        from pytest_devloop.testrun import WORKER_RECORDS
 
-    def sync(self, *, plan_only: bool = False) -> Any:
-        """Sync once (the fixtures call this); returns the SyncResult."""
-        from pytest_devloop import session
-        from pytest_devloop.sync import Syncer
-
-        if self.config is None:
-            raise pytest.UsageError(
-                f"no devloop.yaml or skaffold.yaml in {self.options.rootdir}; "
-                "write one (see docs/configuration.md) or pass --devloop-config"
-            )
-        for warning in self.config.warnings:
-            self.write(f"devloop: warning: {warning}")
-        if self.target is None:
-            self.target = session.target_for(self.config, self.options)
-        if self._syncer is None:
-            self._syncer = Syncer(
-                self.config,
-                self.target,
-                force_conflicts=self.options.force_conflicts,
-                allow_prune=self.options.prune,
-                mode=self.options.mode,
-                out=self.write,
-                build=self.options.build,
-            )
-        self.result = self._syncer.sync(plan_only=plan_only)
-        return self.result
-
-
-def _session(config: pytest.Config) -> DevloopSession:
-    existing: DevloopSession | None = getattr(config, "_devloop_session", None)
-    if existing is None:
-        existing = DevloopSession(config)
-        config._devloop_session = existing  # type: ignore[attr-defined]
-    return existing
+        output = getattr(node, "workeroutput", None) or {}
+        data = output.get(WORKER_RECORDS)
+        if data:
+            run = _run(node.config)
+            payload = json.loads(data)
+            run.records.update(payload.get("records", {}))
+            if payload.get("note") and not run.selection_note:
+                run.selection_note = payload["note"]
+            if payload.get("explain") and not run.explain_lines:
+                run.explain_lines = payload["explain"]
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
@@ -176,39 +191,162 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         return None
     from pytest_devloop.config import ConfigError
     from pytest_devloop.providers import ClusterRefused, ClusterUnavailable
+    from pytest_devloop.session import Options, parse_prune, target_for
+    from pytest_devloop.sync import Syncer
 
+    explicit = config.getoption("devloop_config") or config.getini("devloop_config") or None
     try:
-        result = _session(config).sync(plan_only=True)
+        options = Options(
+            rootdir=Path(config.rootpath),
+            config=Path(explicit) if explicit else None,
+            profile=config.getoption("devloop_profile"),
+            cluster=config.getoption("devloop_cluster"),
+            context=config.getoption("devloop_context"),
+            create_cluster=config.getoption("devloop_create_cluster"),
+            prune=parse_prune(config.getoption("devloop_prune")),
+        )
+        from pytest_devloop.session import load
+
+        loaded = load(options)
+        if loaded is None:
+            print(f"devloop: no devloop.yaml or skaffold.yaml in {options.rootdir}")
+            return int(pytest.ExitCode.USAGE_ERROR)
+        result = Syncer(loaded, target_for(loaded, options), allow_prune=options.prune).sync(
+            plan_only=True
+        )
     except (ConfigError, ClusterRefused, ClusterUnavailable) as e:
-        print(f"devloop: {e}")
-        return int(pytest.ExitCode.USAGE_ERROR)
-    except pytest.UsageError as e:
         print(f"devloop: {e}")
         return int(pytest.ExitCode.USAGE_ERROR)
     return 0 if result.ok else 1
 
 
-@pytest.fixture(scope="session")
-def devloop(pytestconfig: pytest.Config) -> DevloopSession:
-    """The devloop session: `devloop.config`, `devloop.target`, `devloop.result` (the sync).
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # tryfirst: under xdist the controller must have synced before its workers start.
+    config = session.config
+    if not _active(config) or config.getoption("collectonly"):
+        return
+    _run(config).sync_once()
 
-    Requesting it syncs the cluster once per session (only what changed since the last
-    sync to that cluster) and fails the requesting tests if the sync failed.
-    """
-    from pytest_devloop.config import ConfigError
-    from pytest_devloop.providers import ClusterRefused, ClusterUnavailable
-    from pytest_devloop.state import StateLocked
 
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    if not _active(config) or not config.getoption("devloop_affected"):
+        return
+    run = _run(config)
+    selected, deselected = run.select(items)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
+    if config.getoption("devloop_explain"):
+        run.explain_lines = [
+            f"devloop: {'run ' if d.run else 'skip'} {d.nodeid}: {d.reason}" for d in run.decisions
+        ]
+    if not run.is_worker:
+        if run.selection_note:
+            run.write(run.selection_note)
+        for line in run.explain_lines:
+            run.write(line)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    if not _active(item.config):
+        yield
+        return
+    run = _run(item.config)
+    run.recorder.start(item.nodeid)
+    yield
+    run.record_test(item, run.recorder.stop(), run.outcomes.get(item.nodeid, "passed"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    outcome = yield
+    if not _active(item.config):
+        return
+    if call.when != "call":
+        report_ = outcome.get_result()
+        if report_.failed:
+            _run(item.config).outcomes[item.nodeid] = "error"
+        return
+    report: pytest.TestReport = outcome.get_result()
+    run = _run(item.config)
+    if report.skipped:
+        run.outcomes.setdefault(item.nodeid, "skipped")
+    if not report.failed:
+        return
+    run.outcomes[item.nodeid] = "failed"
+    text = run.diagnostics(item)
+    if text:
+        report.sections.append(("devloop: cluster", text))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if not _active(config):
+        return
+    run = _run(config)
+    if run.is_worker:
+        from pytest_devloop.testrun import WORKER_RECORDS
+
+        config.workeroutput[WORKER_RECORDS] = json.dumps(  # type: ignore[attr-defined]
+            {"records": run.records, "note": run.selection_note, "explain": run.explain_lines}
+        )
+        return
     try:
-        s = _session(pytestconfig)
-        if s.result is None:
-            s.sync()
-    except (ConfigError, ClusterRefused, ClusterUnavailable, StateLocked) as e:
-        pytest.fail(f"devloop: {e}", pytrace=False)
-    if not s.result.ok:
-        errors = "\n".join(a.line for a in s.result.artifacts if a.error)
-        pytest.fail(f"devloop: the sync failed:\n{errors}", pytrace=False)
-    return s
+        run.save_records(run.records)
+    finally:
+        run.teardown()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if not _active(config):
+        return
+    run = _run(config)
+    if config.pluginmanager.hasplugin("dsession") and run.selection_note:
+        # Under xdist the workers selected; their note arrives at the end.
+        terminalreporter.write_line(run.selection_note)
+        for line in run.explain_lines:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def devloop(pytestconfig: pytest.Config) -> TestRun:
+    """The devloop run: `.config`, `.target`, `.result` (this session's sync), `.summary`."""
+    run = _run(pytestconfig)
+    run.require_cluster()
+    return run
+
+
+@pytest.fixture(scope="session")
+def cluster(pytestconfig: pytest.Config) -> Any:
+    """The synced cluster. Reads through it are recorded per test (affected-test selection).
+
+    `cluster.get("Deployment", "web")`, `cluster.list("Pod", selector={"app": "web"})`,
+    `cluster.deployment("web").ready_replicas`, `cluster.logs(...)`, `cluster.events(...)`;
+    `cluster.api_client` is the raw `kubernetes` client (not recorded: declare what it
+    reads with `cluster.depends_on(...)` or `@pytest.mark.devloop(depends_on=[...])`).
+    """
+    return _run(pytestconfig).cluster_view()
+
+
+@pytest.fixture(scope="session")
+def rendered(pytestconfig: pytest.Config) -> Any:
+    """The desired objects of every artifact, without a cluster (also with --devloop-static)."""
+    return _run(pytestconfig).rendered_view()
+
+
+@pytest.fixture
+def eventually() -> Any:
+    """`eventually(lambda: cond, timeout=10, interval=0.05)`: retry until true; on timeout
+    the failure shows the last observed value."""
+    from pytest_devloop.eventually import eventually as fn
+
+    return fn
 
 
 @pytest.fixture(scope="session")

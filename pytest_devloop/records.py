@@ -35,9 +35,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "ANY_KIND",
     "ListRead",
     "RecordData",
     "Recorder",
+    "minimal_paths",
     "normalize_selector",
     "paths_meet",
     "selector_matches",
@@ -45,6 +47,9 @@ __all__ = [
 
 # Every kind (used by `rendered.all()` and `rendered.list()` without a kind).
 ANY_KIND = "*"
+# Prefix of list reads made on the rendered objects: only rendered objects can join such
+# a list (no controller creates Pods or ReplicaSets there).
+RENDERED = "rendered:"
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ class ArtifactResult:
     hooks: list[str] = field(default_factory=list)
     seconds: float = 0.0
     changed: list[tuple[str, list[str]]] = field(default_factory=list)  # (key, fields)
+    desired: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> object
 
 
 @dataclass
@@ -74,6 +75,13 @@ class SyncResult:
     @property
     def changed(self) -> list[tuple[str, list[str]]]:
         return [c for a in self.artifacts for c in a.changed]
+
+    def desired(self) -> dict[str, dict[str, Any]]:
+        """Every desired object of every artifact (rendered now or as last applied)."""
+        return {k: v for a in self.artifacts for k, v in a.desired.items()}
+
+    def artifact_of(self) -> dict[str, str]:
+        return {k: a.name for a in self.artifacts for k in a.desired}
 
 
 @dataclass
@@ -503,6 +511,7 @@ class Syncer:
             allow_prune=self.allow_prune,
         )
         res.plan = the_plan
+        res.desired = {k: d.obj for k, d in desired.items()}
         if plan_only:
             for a in the_plan.actions:
                 if a.op != "unchanged":
@@ -888,6 +897,64 @@ class Syncer:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise SyncError(f"helm upgrade --install {entry.name} failed:\n{proc.stderr.strip()}")
+
+
+# Built-in kinds that have no namespace; anything else rendered without a namespace is
+# given the artifact's (the static tier cannot ask a cluster).
+CLUSTER_SCOPED = frozenset(
+    {
+        "Namespace", "Node", "PersistentVolume", "StorageClass", "CustomResourceDefinition",
+        "ClusterRole", "ClusterRoleBinding", "PriorityClass", "IngressClass", "CSIDriver",
+        "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "APIService",
+        "RuntimeClass", "VolumeAttachment", "CSINode",
+    }
+)  # fmt: skip
+
+
+def render_static(config: Config, *, helm: HelmTool | None = None) -> dict[str, dict[str, Any]]:
+    """Every artifact's desired objects without a cluster (the `rendered` fixture's tier).
+
+    Helm's default Kubernetes version and API versions apply, and image placeholders
+    resolve to the digest tags of the current sources, so these objects are what a sync
+    would apply unless a chart inspects the cluster (`.Capabilities`, `lookup`).
+    """
+    from pytest_devloop.images import chart_image_values, image_refs
+
+    helm_tool = helm or HelmTool.find(start=config.root)
+    hasher = FileHasher.load(config.root / ".devloop" / "filestats.json")
+    refs = image_refs(config, hasher) if config.images else {}
+    out: dict[str, dict[str, Any]] = {}
+    rendered: list[tuple[str, DesiredObject]] = []
+    for m in config.manifests:
+        ns = m.namespace or config.namespace
+        rendered += [
+            (ns, d) for d in render_manifests(m.path, kustomize=m.kustomize, artifact=m.name)
+        ]
+    for c in config.charts:
+        ns = c.namespace or config.namespace
+        values, _used = chart_image_values(c, refs)
+        objs = render_chart(
+            helm_tool,
+            release=c.name,
+            chart=c.path,
+            namespace=ns,
+            values_files=list(c.values),
+            set_values=values,
+            set_string=dict(c.set_string),
+            kube_version=None,
+            api_versions=[],
+        )
+        rendered += [(ns, d) for d in objs]
+    for ns, d in rendered:
+        if d.hook is not None:
+            continue
+        m = d.obj.setdefault("metadata", {})
+        if d.obj.get("kind") in CLUSTER_SCOPED:
+            m.pop("namespace", None)
+        elif not m.get("namespace"):
+            m["namespace"] = ns
+        out[object_key(d.obj)] = d.obj
+    return out
 
 
 def _observed(rec: ObjectRecord) -> Any:

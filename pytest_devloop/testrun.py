@@ -1,0 +1,458 @@
+"""One pytest run with devloop: sync once, record reads, select affected tests, clean up.
+
+Owns what `plugin.py` delegates: the run's mode (dev, ci, static), the single sync of
+the session (the xdist controller, or the only process, syncs; workers receive its
+summary), the per-test dependency records and their file under `.devloop/records/`,
+affected-test selection with a reason per test, the `devloop: cluster` section of a
+failed test's report, and CI mode's fresh namespace and guaranteed teardown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+RECORDS_SCHEMA = 1
+WORKER_KEY = "devloop_sync"
+WORKER_RECORDS = "devloop_records"
+
+
+def is_ci_env() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+@dataclass
+class SyncSummary:
+    """What every process of the run needs from the one sync (sent to xdist workers)."""
+
+    ok: bool
+    errors: list[str]
+    kubeconfig: str | None
+    context: str | None
+    server: str
+    uid: str
+    namespace: str
+    changed: list[tuple[str, list[str]]]
+    desired: dict[str, dict[str, Any]]
+    artifact_of: dict[str, str]
+    created_cluster_scoped: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SyncSummary:
+        data = dict(data)
+        data["changed"] = [(k, list(f)) for k, f in data.get("changed", [])]
+        return cls(**data)
+
+
+class TestRun:
+    """The devloop side of one pytest process."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        from pytest_devloop import session
+        from pytest_devloop.session import Options, parse_prune
+
+        self.pytest_config = config
+        explicit = config.getoption("devloop_config") or config.getini("devloop_config") or None
+        mode = config.getoption("devloop_mode")
+        if mode is None:
+            mode = "ci" if config.getoption("devloop_ci") or is_ci_env() else "dev"
+        if config.getoption("devloop_static"):
+            mode = "static"
+        self.mode: str = mode
+        self.options = Options(
+            rootdir=Path(config.rootpath),
+            config=Path(explicit) if explicit else None,
+            profile=config.getoption("devloop_profile"),
+            cluster=config.getoption("devloop_cluster"),
+            context=config.getoption("devloop_context"),
+            create_cluster=config.getoption("devloop_create_cluster"),
+            force_conflicts=config.getoption("devloop_force_conflicts"),
+            prune=parse_prune(config.getoption("devloop_prune")),
+            mode="ci" if mode == "ci" else "dev",
+            build=config.getoption("devloop_build"),
+        )
+        self.config = session.load(self.options)
+        self.is_worker = hasattr(config, "workerinput")
+        self.summary: SyncSummary | None = None
+        self.sync_error: str | None = None
+        self.result: Any = None
+        self.target: Any = None
+        self.ci_namespace: str | None = None
+        self._recorder: Any = None
+        self.records: dict[str, dict[str, Any]] = {}  # nodeid -> TestRecord json (this run)
+        self.outcomes: dict[str, str] = {}
+        self._file_digests: dict[str, str] = {}
+        self.decisions: list[Any] = []
+        self.selection_note: str | None = None
+        self.explain_lines: list[str] = []
+        if self.is_worker:
+            raw = config.workerinput.get(WORKER_KEY)  # type: ignore[attr-defined]
+            if raw:
+                data = json.loads(raw)
+                self.sync_error = data.get("error")
+                self.ci_namespace = data.get("ci_namespace")
+                if data.get("summary"):
+                    self.summary = SyncSummary.from_json(data["summary"])
+
+    # -- output ---------------------------------------------------------------------
+
+    def write(self, line: str) -> None:
+        terminal = self.pytest_config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is None:
+            print(line)
+            return
+        capman = self.pytest_config.pluginmanager.getplugin("capturemanager")
+        if capman is None:
+            terminal.write_line(line)
+            return
+        with capman.global_and_fixture_disabled():
+            terminal.write_line(line)
+
+    @property
+    def enabled(self) -> bool:
+        return self.config is not None
+
+    # -- the one sync ---------------------------------------------------------------
+
+    def sync_once(self) -> None:
+        """Sync at session start (not in workers: they get the controller's summary)."""
+        if self.is_worker or not self.enabled or self.mode == "static":
+            return
+        from pytest_devloop import session as session_mod
+        from pytest_devloop.config import ConfigError
+        from pytest_devloop.providers import ClusterRefused, ClusterUnavailable
+        from pytest_devloop.state import StateLocked
+        from pytest_devloop.sync import Syncer
+
+        assert self.config is not None
+        for warning in self.config.warnings:
+            self.write(f"devloop: warning: {warning}")
+        if self.mode == "ci":
+            self.ci_namespace = f"devloop-{secrets.token_hex(3)}"
+            self.write(
+                f"devloop: CI mode: fresh namespace {self.ci_namespace}, full sync, no state"
+            )
+        try:
+            self.target = session_mod.target_for(self.config, self.options)
+            syncer = Syncer(
+                self.config,
+                self.target,
+                force_conflicts=self.options.force_conflicts,
+                allow_prune=self.options.prune,
+                mode=self.options.mode,
+                namespace_override=self.ci_namespace,
+                out=self.write,
+                build=self.options.build or self.mode == "ci",
+            )
+            self.result = syncer.sync()
+        except (ConfigError, ClusterRefused, ClusterUnavailable, StateLocked) as e:
+            self.sync_error = str(e)
+            self.write(f"devloop: {e}")
+            return
+        r = self.result
+        errors = [a.line for a in r.artifacts if a.error]
+        created = [
+            a.key
+            for art in r.artifacts
+            if art.plan is not None
+            for a in art.plan.actions
+            if a.op == "create" and a.key.split("/")[2] == ""
+        ]
+        self.summary = SyncSummary(
+            ok=r.ok,
+            errors=errors,
+            kubeconfig=self.target.kubeconfig,
+            context=self.target.context,
+            server=self.target.server,
+            uid=r.cluster_uid,
+            namespace=self.ci_namespace or self.config.namespace,
+            changed=r.changed,
+            desired=r.desired(),
+            artifact_of=r.artifact_of(),
+            created_cluster_scoped=created,
+        )
+
+    def worker_input(self) -> str:
+        return json.dumps(
+            {
+                "error": self.sync_error,
+                "ci_namespace": self.ci_namespace,
+                "summary": self.summary.to_json() if self.summary else None,
+            }
+        )
+
+    # -- fixtures' objects ----------------------------------------------------------
+
+    @property
+    def recorder(self) -> Any:
+        if self._recorder is None:
+            from pytest_devloop.records import Recorder
+
+            self._recorder = Recorder()
+        return self._recorder
+
+    def require_cluster(self) -> SyncSummary:
+        if not self.enabled:
+            pytest.fail(
+                f"devloop: no devloop.yaml or skaffold.yaml in {self.options.rootdir} "
+                "(write one, or pass --devloop-config)",
+                pytrace=False,
+            )
+        if self.mode == "static":
+            pytest.skip("--devloop-static: this test reads the cluster, and the cluster is skipped")
+        if self.sync_error:
+            pytest.fail(f"devloop: {self.sync_error}", pytrace=False)
+        if self.summary is None:
+            pytest.fail("devloop: the cluster was not synced", pytrace=False)
+        if not self.summary.ok:
+            pytest.fail(
+                "devloop: the sync failed:\n" + "\n".join(self.summary.errors), pytrace=False
+            )
+        return self.summary
+
+    def cluster_view(self) -> Any:
+        from pytest_devloop.kube import Kube, client_from_kubeconfig
+        from pytest_devloop.view import Cluster
+
+        s = self.require_cluster()
+        kube = Kube(client_from_kubeconfig(s.kubeconfig, s.context))
+        return Cluster(kube, self.recorder, namespace=s.namespace)
+
+    def rendered_view(self) -> Any:
+        from pytest_devloop.view import Rendered
+
+        if not self.enabled:
+            pytest.fail("devloop: no devloop.yaml or skaffold.yaml", pytrace=False)
+        if self.summary is not None and self.mode != "static":
+            objects = self.summary.desired
+        else:
+            from pytest_devloop.render import RenderError
+            from pytest_devloop.sync import render_static
+
+            assert self.config is not None
+            try:
+                objects = render_static(self.config)
+            except RenderError as e:
+                pytest.fail(f"devloop: {e}", pytrace=False)
+        return Rendered(list(objects.items()), self.recorder)
+
+    # -- records --------------------------------------------------------------------
+
+    def records_path(self) -> Path | None:
+        if self.summary is None or self.config is None:
+            return None
+        from pytest_devloop.state import cluster_key
+
+        key = cluster_key(self.summary.server, self.summary.uid)
+        return self.config.root / ".devloop" / "records" / f"{key}.json"
+
+    def load_records(self) -> tuple[dict[str, Any] | None, str | None]:
+        """(records by nodeid, warning); None records = unusable, run everything."""
+        path = self.records_path()
+        if path is None:
+            return None, "no sync this run"
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return {}, None
+        except (OSError, ValueError) as e:
+            return (
+                None,
+                f"records file {path} is unreadable ({e.__class__.__name__}): running every test",
+            )
+        if not isinstance(data, dict) or data.get("schema") != RECORDS_SCHEMA:
+            return None, f"records file {path} is from another devloop version: running every test"
+        tests = data.get("tests")
+        if not isinstance(tests, dict):
+            return None, f"records file {path} is corrupt: running every test"
+        return tests, None
+
+    def save_records(self, merged: dict[str, dict[str, Any]]) -> None:
+        path = self.records_path()
+        if path is None or self.mode != "dev":
+            return
+        from filelock import FileLock
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock", timeout=60):
+            old, _ = self.load_records()
+            tests = dict(old or {})
+            tests.update(merged)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"schema": RECORDS_SCHEMA, "tests": tests}))
+            tmp.replace(path)
+
+    def file_digest(self, item: pytest.Item) -> str:
+        """Digest of the test's file and every conftest.py above it (up to the rootdir)."""
+        path = Path(str(item.path))
+        cached = self._file_digests.get(str(path))
+        if cached is not None:
+            return cached
+        h = hashlib.sha256()
+        root = Path(self.pytest_config.rootpath)
+        files = [path]
+        for parent in path.parents:
+            conftest = parent / "conftest.py"
+            if conftest.is_file():
+                files.append(conftest)
+            if parent == root:
+                break
+        for f in files:
+            try:
+                h.update(f.read_bytes())
+            except OSError:
+                h.update(b"?")
+        digest = h.hexdigest()[:16]
+        self._file_digests[str(path)] = digest
+        return digest
+
+    def record_test(self, item: pytest.Item, data: Any, outcome: str) -> None:
+        marker = item.get_closest_marker("devloop")
+        declared = list(data.declared)
+        always = False
+        if marker is not None:
+            declared += [str(d) for d in marker.kwargs.get("depends_on", ())]
+            always = bool(marker.kwargs.get("always", False))
+        self.records[item.nodeid] = {
+            "objects": data.objects,
+            "lists": [r.to_json() for r in data.lists],
+            "declared": declared,
+            "always": always,
+            "outcome": outcome,
+            "file_digest": self.file_digest(item),
+        }
+
+    # -- selection ------------------------------------------------------------------
+
+    def select(self, items: list[pytest.Item]) -> tuple[list[pytest.Item], list[pytest.Item]]:
+        """(selected, deselected) for --devloop-affected, with one reason per test."""
+        from pytest_devloop import impact
+
+        cfg = self.pytest_config
+        why_off = None
+        if cfg.getoption("keyword"):
+            why_off = "-k was given"
+        elif cfg.getoption("markexpr"):
+            why_off = "-m was given"
+        elif cfg.getoption("lf", False) or cfg.getoption("failedfirst", False):
+            why_off = "--lf/--ff was given"
+        elif any("::" in str(a) for a in cfg.args):
+            why_off = "test ids were given"
+        elif self.mode != "dev":
+            why_off = f"{self.mode} mode runs every test"
+        elif self.summary is None:
+            why_off = "there was no sync" + (f" ({self.sync_error})" if self.sync_error else "")
+        if why_off:
+            self.selection_note = f"devloop: affected-test selection is off: {why_off}; running all {len(items)} tests"
+            return items, []
+        assert self.summary is not None
+        records, warning = self.load_records()
+        if records is None:
+            self.selection_note = f"devloop: warning: {warning}"
+            return items, []
+        graph = impact.Graph.build(
+            self.summary.desired.items(), artifact_of=self.summary.artifact_of
+        )
+        changed = {k: (fields or None) for k, fields in self.summary.changed}
+        imp = graph.closure(changed)
+        typed = {n: impact.TestRecord.from_json(r) for n, r in records.items()}
+        current = {item.nodeid: self.file_digest(item) for item in items}
+        self.decisions = impact.select(
+            typed, [i.nodeid for i in items], imp, current_file_digests=current
+        )
+        run = {d.nodeid for d in self.decisions if d.run}
+        selected = [i for i in items if i.nodeid in run]
+        deselected = [i for i in items if i.nodeid not in run]
+        self.selection_note = impact.summary(self.decisions, "the sync")
+        return selected, deselected
+
+    # -- diagnostics ----------------------------------------------------------------
+
+    def diagnostics(self, item: pytest.Item) -> str | None:
+        record = self.records.get(item.nodeid)
+        if not record or self.summary is None or not record["objects"]:
+            return None
+        from pytest_devloop.kube import client_from_kubeconfig
+        from pytest_devloop.readiness import describe
+
+        client = client_from_kubeconfig(self.summary.kubeconfig, self.summary.context)
+        lines: list[str] = []
+        for key in list(record["objects"])[:5]:
+            group, kind, ns, name = key.split("/", 3)
+            if kind == "Secret":
+                lines.append(f"{kind}/{name}: (Secret contents are never shown)")
+                continue
+            obj = {
+                "apiVersion": _api_version_of(self.summary.desired.get(key), group),
+                "kind": kind,
+                "metadata": {"name": name, **({"namespace": ns} if ns else {})},
+            }
+            try:
+                lines += [f"{kind}/{name}:"] + [f"  {line}" for line in describe(client, obj)]
+            except Exception as e:  # diagnostics must never hide the test's own failure
+                lines.append(f"{kind}/{name}: (could not describe: {e})")
+        return "\n".join(lines)
+
+    # -- CI teardown ----------------------------------------------------------------
+
+    def teardown(self, *, wait: float = 60.0) -> None:
+        """Delete the CI namespace and what the run created outside it (always)."""
+        if self.is_worker or self.ci_namespace is None or self.summary is None:
+            return
+        if self.pytest_config.getoption("devloop_keep"):
+            self.write(
+                f"devloop: --devloop-keep: namespace {self.ci_namespace} kept; delete it with "
+                f"`kubectl delete namespace {self.ci_namespace}`"
+            )
+            return
+        from pytest_devloop.kube import Kube, KubeError, client_from_kubeconfig
+        from pytest_devloop.plan import install_rank
+
+        kube = Kube(client_from_kubeconfig(self.summary.kubeconfig, self.summary.context))
+        leftovers: list[str] = []
+        ns_res = kube.resource("v1", "Namespace")
+        assert ns_res is not None
+        try:
+            kube.delete(ns_res, None, self.ci_namespace)
+        except KubeError as e:
+            leftovers.append(f"Namespace/{self.ci_namespace} ({e})")
+        for key in sorted(
+            self.summary.created_cluster_scoped, key=lambda k: -install_rank(k.split("/")[1])
+        ):
+            group, kind, _, name = key.split("/", 3)
+            obj = self.summary.desired.get(key) or {}
+            res = kube.resource(str(obj.get("apiVersion") or _api_version_of(None, group)), kind)
+            if res is None:
+                continue
+            try:
+                kube.delete(res, None, name)
+            except KubeError as e:
+                leftovers.append(f"{kind}/{name} ({e})")
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and kube.get(ns_res, None, self.ci_namespace) is not None:
+            time.sleep(0.05)
+        if kube.get(ns_res, None, self.ci_namespace) is not None:
+            leftovers.append(
+                f"Namespace/{self.ci_namespace} (still terminating after {wait:.0f} s)"
+            )
+        if leftovers:
+            self.write("devloop: teardown left: " + ", ".join(leftovers))
+        else:
+            self.write(f"devloop: CI teardown: namespace {self.ci_namespace} deleted")
+
+
+def _api_version_of(obj: dict[str, Any] | None, group: str) -> str:
+    if obj and obj.get("apiVersion"):
+        return str(obj["apiVersion"])
+    return f"{group}/v1" if group else "v1"
