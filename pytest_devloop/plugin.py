@@ -8,6 +8,7 @@ cluster and everything else are imported inside the hooks and fixtures that need
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -108,6 +109,37 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="no cluster: tests using only `rendered` run, tests using `cluster` are skipped",
     )
     group.addoption(
+        "--devloop-watch",
+        action="store_true",
+        default=False,
+        help="keep watching: each saved file re-syncs what it belongs to and re-runs the affected tests",
+    )
+    group.addoption(
+        "--devloop-quiet-period",
+        type=float,
+        default=0.05,
+        metavar="SECONDS",
+        help="watch mode: wait this long without file events before a cycle (default 0.05)",
+    )
+    group.addoption(
+        "--devloop-max-wait",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="watch mode: start a cycle at most this long after the first event (default 1.0)",
+    )
+    group.addoption(
+        "--devloop-logs",
+        action="store_true",
+        default=False,
+        help="watch mode: stream the synced workloads' pod logs, prefixed by pod",
+    )
+    group.addoption(
+        "--devloop-summary-file",
+        default=None,
+        help=argparse.SUPPRESS,  # watch mode hands its sync to the test process
+    )
+    group.addoption(
         "--devloop-plan",
         action="store_true",
         default=False,
@@ -186,7 +218,11 @@ class _XdistHooks:
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
-    """`--devloop-plan`: print what a sync would do, run no test (like `--fixtures`)."""
+    """`--devloop-watch` runs the watch loop; `--devloop-plan` prints a plan and runs no test."""
+    if config.getoption("devloop_watch"):
+        from pytest_devloop.watch import run_watch
+
+        return run_watch(config)
     if not config.getoption("devloop_plan"):
         return None
     from pytest_devloop.config import ConfigError
@@ -338,6 +374,14 @@ def cluster(pytestconfig: pytest.Config) -> Any:
 def rendered(pytestconfig: pytest.Config) -> Any:
     """The desired objects of every artifact, without a cluster (also with --devloop-static)."""
     return _run(pytestconfig).rendered_view()
+
+
+@pytest.fixture(scope="session")
+def prometheus(pytestconfig: pytest.Config) -> Any:
+    """Prometheus scrape targets and queries as assertions (see docs/prometheus.md)."""
+    from pytest_devloop.prometheus import prometheus_for
+
+    return prometheus_for(_run(pytestconfig))
 
 
 @pytest.fixture

@@ -131,6 +131,7 @@ class Syncer:
         self.state_store = StateStore(config.root)
         self.hasher = FileHasher.load(config.root / ".devloop" / "filestats.json")
         self._helm_version_text: str | None = None
+        self._timings: dict[str, float] = {}
 
     # -- connections ------------------------------------------------------------
 
@@ -194,6 +195,9 @@ class Syncer:
         uid = self._connect()
         result = SyncResult(self.target, uid)
         timings = result.timings
+        # Per step, summed over artifacts (watch mode prints the split of each cycle).
+        timings.update(render=0.0, apply=0.0, ready=0.0)
+        self._timings = timings
         stateful = self.mode == "dev"
         with self.state_store.locked(self.target.server, uid):
             state, warning = self.state_store.load(self.target.server, uid)
@@ -493,7 +497,11 @@ class Syncer:
             }
             hooks: list[DesiredObject] = []
         else:
+            t_render = time.perf_counter()
             rendered = self._render(kind, entry, namespace, api_versions, server_version, record)
+            self._timings["render"] = self._timings.get("render", 0.0) + (
+                time.perf_counter() - t_render
+            )
             res.rendered = True
             desired, hooks = self._resolve(entry.name, rendered, namespace, crd_scopes)
         recorded = {
@@ -530,6 +538,7 @@ class Syncer:
             fingerprint, namespace, {}, dict(record.hooks) if record else {}
         )
         first_install = record is None
+        t_apply = time.perf_counter()
         if hooks:
             event = "install" if first_install else "upgrade"
             res.hooks += self._run_hooks(hooks, f"pre-{event}", new_record, force_all=full)
@@ -539,9 +548,14 @@ class Syncer:
             event = "install" if first_install else "upgrade"
             res.hooks += self._run_hooks(hooks, f"post-{event}", new_record, force_all=full)
         self._write_inventory(entry.name, namespace, new_record, record)
+        t_ready = time.perf_counter()
+        self._timings["apply"] = self._timings.get("apply", 0.0) + (t_ready - t_apply)
         if self.wait and getattr(entry, "wait", True) and touched:
             try:
                 self._wait(entry.name, touched)
+                self._timings["ready"] = self._timings.get("ready", 0.0) + (
+                    time.perf_counter() - t_ready
+                )
             except SyncError:
                 # Not recorded as synced: the next sync re-applies (a no-op on the
                 # server) and waits again instead of calling a broken rollout unchanged.

@@ -1,0 +1,144 @@
+"""A warm test-process starter for watch mode: import once, fork per cycle.
+
+Run as `python -m pytest_devloop.forkserver`. It imports pytest, the `kubernetes` client,
+yaml and the plugin (the ~0.5 s a fresh `python -m pytest` pays before collecting), then
+reads one JSON request per line on stdin: `{"args": [...], "cwd": ..., "output": PATH}`.
+For each it forks; the child redirects stdout/stderr to `output` and runs
+`pytest.main(args)`, so test modules and conftests are imported fresh every cycle (they
+were never imported in this process). It answers `{"pid": N}` when the child starts and
+`{"rc": N}` when it ends, one JSON line each on stdout.
+
+It stops, and kills a running child, when stdin closes (its parent died) or on SIGTERM.
+Everything it starts shares its process group, so the parent can kill the whole group.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _warm() -> None:
+    # One throwaway session in an empty folder: pytest loads every installed plugin and
+    # rewrites its asserts, and plugins import what they import lazily (hypothesis's
+    # terminal summary alone costs ~1.5 s), once here instead of in every cycle.
+    import tempfile
+
+    import kubernetes.client
+    import kubernetes.dynamic
+    import kubernetes.watch  # noqa: F401
+    import pytest
+    import yaml  # noqa: F401
+
+    with tempfile.TemporaryDirectory(prefix="devloop-warm-") as tmp:
+        Path(tmp, "test_devloop_warm.py").write_text("def test_warm():\n    assert True\n")
+        saved = os.dup(1), os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        cwd = Path.cwd()
+        try:
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            os.chdir(tmp)
+            pytest.main([tmp, "-q", "-p", "no:cacheprovider"])
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.chdir(cwd)
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in (*saved, devnull):
+                os.close(fd)
+        sys.modules.pop("test_devloop_warm", None)
+    # After the session: the package was imported (and marked) by pytest's own loader,
+    # so the test process does not warn that it was imported before rewriting.
+    for name in (
+        "config", "eventually", "impact", "kube", "plan", "plugin", "providers", "readiness",
+        "records", "render", "session", "state", "testrun", "view",
+    ):  # fmt: skip
+        try:
+            importlib.import_module(f"pytest_devloop.{name}")
+        except ImportError:
+            pass  # a module another version does not have: imported in the child if used
+    # Everything imported so far lives as long as the server: out of the collector's
+    # sight, so a child's `gc.collect()` (pytest runs five at exit) scans only its own
+    # objects, and no collection touches (and copies) the shared pages.
+    gc.freeze()
+
+
+def _child(request: dict[str, Any]) -> None:
+    """In the forked child: run pytest with output to a file; never returns."""
+    rc = 70
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        out = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.chdir(request["cwd"])
+        os.environ.update(request.get("env") or {})
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        import pytest
+
+        rc = int(pytest.main(list(request["args"])))
+    except BaseException as e:
+        try:
+            sys.stderr.write(f"devloop: the test process failed: {e!r}\n")
+        except Exception:
+            pass
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(rc)
+
+
+def main() -> int:
+    _warm()
+    child: list[int] = []
+
+    def stop(signum: int, frame: Any) -> None:
+        for pid in child:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    reply = sys.stdout
+    reply.write(json.dumps({"ready": os.getpid()}) + "\n")
+    reply.flush()
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        reply.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            _child(request)
+        child[:] = [pid]
+        reply.write(json.dumps({"pid": pid}) + "\n")
+        reply.flush()
+        _, status = os.waitpid(pid, 0)
+        child[:] = []
+        rc = os.waitstatus_to_exitcode(status)
+        reply.write(json.dumps({"rc": rc}) + "\n")
+        reply.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""The coalescer as pure logic: a fake clock, no sleeps, no threads."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_devloop.coalesce import Coalescer
+from pytest_devloop.watch import args_for_test_process, ignored, parse_output
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def test_nothing_pending_means_no_deadline(clock: FakeClock) -> None:
+    c = Coalescer(0.05, 1.0, clock)
+    assert not c.pending
+    assert c.wait_time() is None
+    assert c.take() is None
+
+
+def test_a_batch_is_ready_after_the_quiet_period(clock: FakeClock) -> None:
+    c = Coalescer(0.05, 1.0, clock)
+    c.add(["a.yaml"])
+    assert c.wait_time() == pytest.approx(0.05)
+    clock.advance(0.049)
+    assert c.take() is None
+    clock.advance(0.001)
+    assert c.take() == ["a.yaml"]
+    assert not c.pending
+
+
+def test_each_event_restarts_the_quiet_period_and_paths_are_kept_once_in_order(
+    clock: FakeClock,
+) -> None:
+    c = Coalescer(0.05, 1.0, clock)
+    c.add(["b"])
+    clock.advance(0.04)
+    c.add(["a", "b"])
+    clock.advance(0.04)
+    assert c.take() is None  # 0.04 since the last event
+    clock.advance(0.01)
+    assert c.take() == ["b", "a"]
+
+
+def test_a_steady_stream_of_events_is_cut_at_the_maximum_wait(clock: FakeClock) -> None:
+    c = Coalescer(0.05, 1.0, clock)
+    c.add(["first"])
+    for i in range(24):  # an event every 40 ms never leaves 50 ms of quiet
+        clock.advance(0.04)
+        c.add([f"e{i}"])
+        if c.take() is not None:
+            pytest.fail(f"taken early after {i} events")
+    clock.advance(0.04)  # 1.0 s after the first event
+    batch = c.take()
+    assert batch is not None and batch[0] == "first" and len(batch) == 25
+
+
+def test_events_after_a_take_start_the_next_batch(clock: FakeClock) -> None:
+    """Saves during a cycle queue exactly one more cycle: one batch, taken after it."""
+    c = Coalescer(0.05, 1.0, clock)
+    c.add(["x"])
+    clock.advance(0.05)
+    assert c.take() == ["x"]
+    # the cycle runs 0.5 s; two saves land meanwhile
+    clock.advance(0.1)
+    c.add(["values.yaml"])
+    clock.advance(0.2)
+    c.add(["values.yaml"])
+    clock.advance(0.2)
+    assert c.take() == ["values.yaml"]  # one batch, one cycle
+    assert c.take() is None
+
+
+def test_an_event_with_no_path_still_makes_a_batch(clock: FakeClock) -> None:
+    c = Coalescer(0.0, 0.0, clock)
+    c.add([])
+    assert c.take() == []
+
+
+def test_max_wait_is_never_shorter_than_the_quiet_period(clock: FakeClock) -> None:
+    c = Coalescer(0.5, 0.1, clock)
+    c.add(["a"])
+    assert c.wait_time() == pytest.approx(0.5)
+
+
+def test_negative_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="must not be negative"):
+        Coalescer(-1, 1)
+
+
+@pytest.mark.parametrize(
+    ("path", "skip"),
+    [
+        ("/p/charts/c/values.yaml", False),
+        ("/p/.git/index", True),
+        ("/p/.devloop/state/x.json", True),
+        ("/p/tests/__pycache__/t.pyc", True),
+        ("/p/.pytest_cache/v", True),
+        ("/p/charts/c/.values.yaml.swp", True),
+        ("/p/charts/c/values.yaml~", True),
+        ("/p/charts/c/.#values.yaml", True),
+        ("/p/charts/c/4913", True),
+        ("/p/tests/test_a.py", False),
+    ],
+)
+def test_editor_and_tool_files_are_ignored(path: str, skip: bool) -> None:
+    assert ignored(path) is skip
+
+
+def test_the_watch_options_are_not_passed_to_the_test_process() -> None:
+    args = [
+        "--devloop-watch",
+        "-x",
+        "--devloop-quiet-period",
+        "0.1",
+        "--devloop-max-wait=2",
+        "--devloop-logs",
+        "tests/",
+    ]
+    assert args_for_test_process(args) == ["-x", "tests/"]
+
+
+def test_results_are_read_from_the_test_process_output() -> None:
+    out = parse_output(
+        "devloop: 2 of 12 tests affected by sms-checker → Deployment/a (spec.replicas)\n"
+        "FAILED tests/test_a.py::test_one - assert 1 == 2\n"
+        "=========== 1 failed, 1 passed, 10 deselected in 0.31s ===========\n",
+        1,
+    )
+    assert out.counts == {"failed": 1, "passed": 1, "deselected": 10}
+    assert out.failed == ["tests/test_a.py::test_one"]
+    assert out.header == [
+        "devloop: 2 of 12 tests affected by sms-checker → Deployment/a (spec.replicas)"
+    ]
+    assert out.summary_line == "1 failed, 1 passed, 10 deselected in 0.31s"
