@@ -430,6 +430,72 @@ class PruneSpec(_Model):
     namespaces: bool = False
 
 
+class EmbeddedPrometheusSpec(_Model):
+    """`prometheus: embedded:`: devloop runs a local `prometheus` (see docs/prometheus.md)."""
+
+    scrape_interval: float = 0.25
+    evaluation_interval: float = 0.5
+    binary: str | None = None
+
+    @field_validator("scrape_interval", "evaluation_interval")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if not 0.05 <= value <= 60:
+            raise _fail("devloop_interval", f"must be 0.05..60 seconds (got {value})")
+        return value
+
+
+class PrometheusSpec(_Model):
+    """Where the `prometheus` fixture finds Prometheus: exactly one of `url`, `service`,
+    `embedded` (the default: a local Prometheus devloop configures from the cluster)."""
+
+    url: str | None = None
+    service: str | None = None
+    embedded: EmbeddedPrometheusSpec | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise _fail("devloop_url", f"expected http(s)://host:port, got {value!r}")
+        return value
+
+    @field_validator("service")
+    @classmethod
+    def _service(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(
+            r"[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?:[A-Za-z0-9-]+", value
+        ):
+            raise _fail(
+                "devloop_service",
+                f"expected <namespace>/<service>:<port> (prometheus/prometheus-operated:9090), "
+                f"got {value!r}",
+            )
+        return value
+
+    def model_post_init(self, context: Any) -> None:
+        chosen = [k for k in ("url", "service", "embedded") if getattr(self, k) is not None]
+        if len(chosen) > 1:
+            raise _fail("devloop_prometheus_mode", f"choose one of {', '.join(chosen)}")
+
+    @property
+    def scrape_interval(self) -> float:
+        return (self.embedded or EmbeddedPrometheusSpec()).scrape_interval
+
+    @property
+    def evaluation_interval(self) -> float:
+        return (self.embedded or EmbeddedPrometheusSpec()).evaluation_interval
+
+    @property
+    def binary(self) -> str | None:
+        return (self.embedded or EmbeddedPrometheusSpec()).binary
+
+    @classmethod
+    def from_config(cls, raw: Mapping[str, Any] | None) -> PrometheusSpec:
+        """The spec of `Config.prometheus` (validated at load time; None: embedded)."""
+        return cls.model_validate(dict(raw or {}))
+
+
 class Config(_Model):
     """Everything devloop syncs, read from `source`; relative paths are resolved against `root`.
 
@@ -454,6 +520,25 @@ class Config(_Model):
     @classmethod
     def _namespace(cls, value: str) -> str:
         return _check_namespace(value)
+
+    @field_validator("prometheus", mode="before")
+    @classmethod
+    def _prometheus(cls, value: Any) -> Any:
+        # Kept as the mapping written (readers call PrometheusSpec.from_config); checked here
+        # so a bad value fails at load time with its key path.
+        if value is None:
+            return None
+        if isinstance(value, Mapping) and value.get("embedded") is True:
+            value = {**value, "embedded": {}}
+        try:
+            PrometheusSpec.model_validate(value)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise _fail(
+                "devloop_prometheus", f"{where + ': ' if where else ''}{first['msg']}"
+            ) from e
+        return dict(value)
 
     @field_validator("wait_timeout")
     @classmethod

@@ -27,6 +27,7 @@ import ipaddress
 import itertools
 import logging
 import queue
+import random
 import threading
 import time
 import uuid
@@ -44,6 +45,7 @@ from pytest_devloop.embedded.endpoints import SERVICE_NAME, SKIP_MIRROR, Endpoin
 from pytest_devloop.embedded.gc import GarbageCollector, NamespaceController
 from pytest_devloop.embedded.jobs import CronJobController, JobController
 from pytest_devloop.embedded.kubelet import Kubelet
+from pytest_devloop.embedded.podnet import PodNetwork
 from pytest_devloop.embedded.reconcile import (
     Context,
     Controller,
@@ -140,6 +142,13 @@ class ControllerManager:
             GarbageCollector(self.ctx),
             NamespaceController(self.ctx),
         ]
+        self.pod_network: PodNetwork | None = None
+        if self.config.pod_network:
+            self.pod_network = PodNetwork(self.ctx)
+            self.controllers.append(self.pod_network)
+            # Pods listen on their IPs: clusters of other processes on this machine must
+            # not hand out the same ones, so each starts at its own place in the pool.
+            self.ctx.pod_ips._cursor = random.Random(self.config.seed).randrange(0, 60000)
         self._observers: dict[str, list[Callable[[Change], None]]] = {}
         self._handlers: dict[str, Handler] = {}
         for controller in self.controllers:
@@ -392,6 +401,8 @@ class ControllerManager:
 
     def stop(self) -> None:
         """Stop the loop thread; returns within about a second."""
+        if self.pod_network is not None:
+            self.pod_network.close()
         thread = self._thread
         if thread is None:
             return

@@ -58,6 +58,8 @@ class SimulationConfig:
     node_memory: str = "32Gi"
     node_pods: str = "110"
     seed: int | None = None
+    # Ready pods answer HTTP on podIP:containerPort (`/metrics`, probes): see podnet.py.
+    pod_network: bool = True
 
 
 class Key(NamedTuple):

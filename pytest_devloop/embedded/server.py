@@ -258,6 +258,8 @@ class ApiServer:
                 return self.do_pod_action(req)
             raise errors.method_not_allowed()
         if req.sub == "proxy":
+            if req.rt is not None and req.rt.key == "services":
+                return self.do_service_proxy(req)
             raise errors.ApiError(
                 503, "ServiceUnavailable", "the embedded cluster does not proxy to this resource"
             )
@@ -349,6 +351,98 @@ class ApiServer:
         out["apiVersion"] = api_version
         out["kind"] = rt.kind
         return out
+
+    def do_service_proxy(self, req: Request) -> tuple[int, Any, str]:
+        """`services/[scheme:]name[:port]/proxy/...`: forward to one endpoint address.
+
+        Only addresses in 127.0.0.0/8 are forwarded to (the simulation's pod IPs, or a
+        hand-written Endpoints pointing at a local process): the embedded API server must
+        never become a way to reach other hosts. Anything else answers 503.
+        """
+        import http.client
+        from urllib.parse import urlencode
+
+        assert req.rt is not None and req.name is not None
+        parts = req.name.split(":")
+        scheme = parts[0] if len(parts) == 3 else "http"
+        name = parts[-2] if len(parts) == 3 else parts[0]
+        port_ref = parts[-1] if len(parts) >= 2 else ""
+        unavailable = "ServiceUnavailable"
+        svc = self.store.get(req.rt, req.namespace, name)
+        if svc is None:
+            raise errors.not_found(req.rt.plural, name, req.rt.group)
+        ports = (svc.get("spec") or {}).get("ports") or []
+        port = next(
+            (
+                p
+                for p in ports
+                if not port_ref or port_ref in (str(p.get("name", "")), str(p.get("port")))
+            ),
+            None,
+        )
+        if port is None:
+            raise ApiError(
+                503, unavailable, f'no service port "{port_ref}" found for service "{name}"'
+            )
+        endpoints_rt = self.registry.lookup("", "v1", "endpoints")
+        endpoints = (
+            self.store.get(endpoints_rt, req.namespace, name) if endpoints_rt is not None else None
+        )
+        target: tuple[str, int] | None = None
+        refused: list[str] = []
+        for subset in (endpoints or {}).get("subsets") or []:
+            ep_ports = subset.get("ports") or []
+            ep_port = next(
+                (
+                    p
+                    for p in ep_ports
+                    if len(ep_ports) == 1 or p.get("name", "") == port.get("name", "")
+                ),
+                None,
+            )
+            if ep_port is None:
+                continue
+            for address in subset.get("addresses") or []:
+                ip = str(address.get("ip", ""))
+                if ip.startswith("127."):
+                    target = (ip, int(ep_port.get("port") or 0))
+                    break
+                refused.append(ip)
+            if target is not None:
+                break
+        if target is None:
+            why = (
+                f"endpoints outside 127.0.0.0/8 are not proxied to ({', '.join(refused)})"
+                if refused
+                else "no endpoints available"
+            )
+            raise ApiError(503, unavailable, f'{why} for service "{name}"')
+        path = "/" + "/".join(req.rest)
+        if req.path.endswith("/") and req.rest:
+            path += "/"
+        if req.query:
+            path += "?" + urlencode(req.query, doseq=True)
+        headers = {"Accept": req.accept or "*/*"}
+        if req.content_type:
+            headers["Content-Type"] = req.content_type
+        if scheme == "https":
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                *target, timeout=30, context=ssl._create_unverified_context()
+            )
+        else:
+            conn = http.client.HTTPConnection(*target, timeout=30)
+        try:
+            conn.request(req.method, path, body=req.body or None, headers=headers)
+            resp = conn.getresponse()
+            body = resp.read()
+            ctype = resp.getheader("Content-Type") or "application/octet-stream"
+            return resp.status, body, ctype
+        except OSError as e:
+            raise ApiError(
+                503, unavailable, f"error trying to reach service: {target[0]}:{target[1]}: {e}"
+            ) from e
+        finally:
+            conn.close()
 
     def must_get(self, req: Request) -> Obj:
         assert req.rt is not None and req.name is not None
