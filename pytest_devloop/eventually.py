@@ -54,6 +54,7 @@ def eventually(
     `fn`, the last value or exception, the number of tries and the elapsed time; the
     last exception is chained.
     """
+    __tracebackhide__ = True  # the failure is the test's line, not this loop's
     start = clock()
     deadline = start + timeout
     assertion_style = _returns_nothing(fn)

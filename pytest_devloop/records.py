@@ -173,6 +173,11 @@ class Recorder:
             declared=list(declared),
         )
 
+    def objects_so_far(self) -> list[str]:
+        """Keys of the objects the current test has read so far (for its failure report)."""
+        with self._lock:
+            return sorted(self._objects)
+
     def object_seen(self, key: str) -> None:
         """The test learnt that the object exists (it read no field yet)."""
         with self._lock:

@@ -13,8 +13,10 @@ import hashlib
 import json
 import os
 import secrets
+import shlex
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +91,9 @@ class TestRun:
         self.result: Any = None
         self.target: Any = None
         self.ci_namespace: str | None = None
+        # Wall-clock second the CI sync started: cluster-scoped objects created before it
+        # existed already (CI mode reads no state, so its plan calls everything "create").
+        self.ci_started: float | None = None
         self._recorder: Any = None
         self.records: dict[str, dict[str, Any]] = {}  # nodeid -> TestRecord json (this run)
         self.outcomes: dict[str, str] = {}
@@ -129,6 +134,15 @@ class TestRun:
         """Sync at session start (not in workers: they get the controller's summary)."""
         if self.is_worker or not self.enabled or self.mode == "static":
             return
+        handed = self.pytest_config.getoption("devloop_summary_file")
+        if handed:
+            # Watch mode synced already (in its own process) and hands over the result.
+            data = json.loads(Path(handed).read_text())
+            self.sync_error = data.get("error")
+            self.ci_namespace = data.get("ci_namespace")
+            if data.get("summary"):
+                self.summary = SyncSummary.from_json(data["summary"])
+            return
         from pytest_devloop import session as session_mod
         from pytest_devloop.config import ConfigError
         from pytest_devloop.providers import ClusterRefused, ClusterUnavailable
@@ -140,6 +154,7 @@ class TestRun:
             self.write(f"devloop: warning: {warning}")
         if self.mode == "ci":
             self.ci_namespace = f"devloop-{secrets.token_hex(3)}"
+            self.ci_started = float(int(time.time()))
             self.write(
                 f"devloop: CI mode: fresh namespace {self.ci_namespace}, full sync, no state"
             )
@@ -153,33 +168,40 @@ class TestRun:
                 mode=self.options.mode,
                 namespace_override=self.ci_namespace,
                 out=self.write,
-                build=self.options.build or self.mode == "ci",
+                # Every cluster that runs containers builds anyway; the embedded one runs
+                # none, so CI mode builds there only with --devloop-build (as dev mode).
+                build=self.options.build,
             )
             self.result = syncer.sync()
         except (ConfigError, ClusterRefused, ClusterUnavailable, StateLocked) as e:
             self.sync_error = str(e)
             self.write(f"devloop: {e}")
             return
-        r = self.result
-        errors = [a.line for a in r.artifacts if a.error]
+        self.summary = self.summary_from_result(
+            self.result, self.target, self.ci_namespace or self.config.namespace
+        )
+
+    @classmethod
+    def summary_from_result(cls, result: Any, target: Any, namespace: str) -> SyncSummary:
+        """The summary of a SyncResult (what test processes need of a sync)."""
         created = [
             a.key
-            for art in r.artifacts
+            for art in result.artifacts
             if art.plan is not None
             for a in art.plan.actions
             if a.op == "create" and a.key.split("/")[2] == ""
         ]
-        self.summary = SyncSummary(
-            ok=r.ok,
-            errors=errors,
-            kubeconfig=self.target.kubeconfig,
-            context=self.target.context,
-            server=self.target.server,
-            uid=r.cluster_uid,
-            namespace=self.ci_namespace or self.config.namespace,
-            changed=r.changed,
-            desired=r.desired(),
-            artifact_of=r.artifact_of(),
+        return SyncSummary(
+            ok=result.ok,
+            errors=[a.line for a in result.artifacts if a.error],
+            kubeconfig=target.kubeconfig,
+            context=target.context,
+            server=target.server,
+            uid=result.cluster_uid,
+            namespace=namespace,
+            changed=result.changed,
+            desired=result.desired(),
+            artifact_of=result.artifact_of(),
             created_cluster_scoped=created,
         )
 
@@ -374,21 +396,26 @@ class TestRun:
         run = {d.nodeid for d in self.decisions if d.run}
         selected = [i for i in items if i.nodeid in run]
         deselected = [i for i in items if i.nodeid not in run]
-        self.selection_note = impact.summary(self.decisions, "the sync")
+        self.selection_note = impact.summary(self.decisions, _change_reason(self.summary))
         return selected, deselected
 
     # -- diagnostics ----------------------------------------------------------------
 
     def diagnostics(self, item: pytest.Item) -> str | None:
-        record = self.records.get(item.nodeid)
-        if not record or self.summary is None or not record["objects"]:
+        # The report is made while the test's record is still open (it is stored after
+        # teardown), so the reads come from the recorder; a finished record otherwise.
+        if self.recorder.nodeid == item.nodeid:
+            keys = self.recorder.objects_so_far()
+        else:
+            keys = list((self.records.get(item.nodeid) or {}).get("objects") or {})
+        if not keys or self.summary is None:
             return None
         from pytest_devloop.kube import client_from_kubeconfig
         from pytest_devloop.readiness import describe
 
         client = client_from_kubeconfig(self.summary.kubeconfig, self.summary.context)
         lines: list[str] = []
-        for key in list(record["objects"])[:5]:
+        for key in keys[:5]:
             group, kind, ns, name = key.split("/", 3)
             if kind == "Secret":
                 lines.append(f"{kind}/{name}: (Secret contents are never shown)")
@@ -406,14 +433,36 @@ class TestRun:
 
     # -- CI teardown ----------------------------------------------------------------
 
+    def _created_by_this_run(self, kube: Any, res: Any, name: str) -> bool:
+        """Whether a cluster-scoped object was created by this run (and may be deleted).
+
+        CI mode keeps no state, so its plan says "create" for CRDs that existed long
+        before (a developer's, or another run's): deleting those would wipe every custom
+        object of their kind. When in doubt the object is kept.
+        """
+        if self.ci_started is None:
+            return False
+        created = _created_at(kube.get(res, None, name))
+        return created is not None and created >= self.ci_started
+
     def teardown(self, *, wait: float = 60.0) -> None:
         """Delete the CI namespace and what the run created outside it (always)."""
         if self.is_worker or self.ci_namespace is None or self.summary is None:
             return
         if self.pytest_config.getoption("devloop_keep"):
+            # The run's cluster is often not kubectl's current one (the embedded cluster
+            # never is): the command names it.
+            where = "".join(
+                f" --{flag} {shlex.quote(value)}"
+                for flag, value in (
+                    ("kubeconfig", self.summary.kubeconfig),
+                    ("context", self.summary.context),
+                )
+                if value
+            )
             self.write(
                 f"devloop: --devloop-keep: namespace {self.ci_namespace} kept; delete it with "
-                f"`kubectl delete namespace {self.ci_namespace}`"
+                f"`kubectl{where} delete namespace {self.ci_namespace}`"
             )
             return
         from pytest_devloop.kube import Kube, KubeError, client_from_kubeconfig
@@ -433,7 +482,7 @@ class TestRun:
             group, kind, _, name = key.split("/", 3)
             obj = self.summary.desired.get(key) or {}
             res = kube.resource(str(obj.get("apiVersion") or _api_version_of(None, group)), kind)
-            if res is None:
+            if res is None or not self._created_by_this_run(kube, res, name):
                 continue
             try:
                 kube.delete(res, None, name)
@@ -450,6 +499,30 @@ class TestRun:
             self.write("devloop: teardown left: " + ", ".join(leftovers))
         else:
             self.write(f"devloop: CI teardown: namespace {self.ci_namespace} deleted")
+
+
+def _change_reason(summary: SyncSummary, limit: int = 2) -> str:
+    """`sms-checker → Deployment/sms-checker-app (spec.replicas)`: what the sync changed."""
+    if not summary.changed:
+        return "the sync (nothing changed in the cluster)"
+    parts: list[str] = []
+    for key, fields in summary.changed[:limit]:
+        _, kind, _, name = [*key.split("/", 3), "", "", ""][:4]
+        source = summary.artifact_of.get(key)
+        text = f"{source} → {kind}/{name}" if source else f"{kind}/{name}"
+        parts.append(text + (f" ({', '.join(fields)})" if fields else ""))
+    more = len(summary.changed) - limit
+    return "; ".join(parts) + (f" and {more} more" if more > 0 else "")
+
+
+def _created_at(obj: dict[str, Any] | None) -> float | None:
+    stamp = ((obj or {}).get("metadata") or {}).get("creationTimestamp")
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _api_version_of(obj: dict[str, Any] | None, group: str) -> str:
