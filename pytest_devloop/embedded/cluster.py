@@ -264,6 +264,18 @@ def up(directory: Path, *, port: int = 0, timeout: float = 15.0) -> tuple[Cluste
     if existing is not None:
         return existing, False
     directory.mkdir(parents=True, exist_ok=True)
+    from filelock import FileLock
+
+    # Two processes asking at once (a watch and its test run, parallel CLIs) must end up
+    # with one cluster: the second waits, then finds the first one's.
+    with FileLock(str(directory / "up.lock"), timeout=timeout + 5):
+        existing = running(directory)
+        if existing is not None:
+            return existing, False
+        return _start(directory, port=port, timeout=timeout)
+
+
+def _start(directory: Path, *, port: int, timeout: float) -> tuple[ClusterState, bool]:
     (directory / STATE_FILE).unlink(missing_ok=True)
     log_path = directory / "server.log"
     with log_path.open("ab") as log_file:
@@ -294,9 +306,12 @@ def up(directory: Path, *, port: int = 0, timeout: float = 15.0) -> tuple[Cluste
     with contextlib.suppress(ProcessLookupError):
         proc.kill()
     tail = log_path.read_text(errors="replace").splitlines()[-20:]
+    code = proc.poll()
+    what = (
+        f"exited with code {code}" if code is not None else f"did not start within {timeout:.0f} s"
+    )
     raise RuntimeError(
-        f"the embedded cluster did not start within {timeout:.0f} s; its log ({log_path}) ends with:\n"
-        + "\n".join(tail)
+        f"the embedded cluster {what}; its log ({log_path}) ends with:\n" + "\n".join(tail)
     )
 
 
