@@ -1,14 +1,13 @@
-"""From command-line options to a ready Syncer: shared by the pytest plugin and the CLI.
+"""From command-line options to a config and a cluster: shared by the pytest plugin and the CLI.
 
 Owns the option set both front ends accept (config file, profile, cluster provider,
-context, create, force, prune) and their resolution into a loaded `Config`, a guarded
-`Target` and a `Syncer`, plus the `status` report of what is deployed and drifted.
+context, create, force, prune, build) and their resolution into a loaded `Config` and a
+guarded `Target`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,18 +66,3 @@ def target_for(config: Config, options: Options) -> Target:
     )
     check_allowed(target, config.cluster.allow_contexts)
     return target
-
-
-def make_syncer(
-    config: Config, target: Target, options: Options, out: Callable[[str], None] = print
-) -> object:
-    from pytest_devloop.sync import Syncer
-
-    return Syncer(
-        config,
-        target,
-        force_conflicts=options.force_conflicts,
-        allow_prune=options.prune,
-        mode=options.mode,
-        out=out,
-    )
