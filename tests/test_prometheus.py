@@ -368,7 +368,7 @@ def test_service_proxy_refuses_addresses_outside_loopback(env: Env) -> None:
             "kind": "Endpoints",
             "metadata": {"name": "elsewhere", "namespace": NS},
             "subsets": [
-                {"addresses": [{"ip": "10.1.2.3"}], "ports": [{"name": "web", "port": 9090}]}
+                {"addresses": [{"ip": "192.0.2.3"}], "ports": [{"name": "web", "port": 9090}]}
             ],
         }
     )
@@ -377,7 +377,7 @@ def test_service_proxy_refuses_addresses_outside_loopback(env: Env) -> None:
         prom.targets()
     message = str(info.value)
     assert f"service {NS}/elsewhere:web" in message
-    assert "outside 127.0.0.0/8 are not proxied to (10.1.2.3)" in message
+    assert "outside 127.0.0.0/8 are not proxied to (192.0.2.3)" in message
 
 
 # -- simulated pods answer HTTP while Ready ---------------------------------------------------

@@ -764,7 +764,7 @@ def test_state_store_index_and_foreign_files(tmp_path: Path) -> None:
         ("kind", PROD_SERVER, False),
         ("minikube-prod", PROD_SERVER, False),
         ("prod-kind-dev", PROD_SERVER, False),
-        ("prod-eks", "https://10.0.0.1:6443", False),
+        ("prod-eks", "https://192.0.2.1:6443", False),
         ("prod-eks", "https://localhost.example.com:6443", False),
         ("prod-eks", "", False),
     ],

@@ -355,7 +355,7 @@ def test_service_addresses_are_loopback_and_kept_on_update(sim: Sim) -> None:
         )
     with pytest.raises(errors.ApiError):
         sim.create(
-            "", "services", {"metadata": {"name": "far"}, "spec": {"clusterIP": "10.96.0.10"}}
+            "", "services", {"metadata": {"name": "far"}, "spec": {"clusterIP": "192.0.2.10"}}
         )
     # Released on delete: the port can be requested again.
     sim.delete("", "services", "np")
