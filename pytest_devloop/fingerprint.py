@@ -88,6 +88,9 @@ class FileHasher:
     def __init__(self, *, clock: Callable[[], int] = time.time_ns) -> None:
         self._entries: dict[str, _Entry] = {}
         self._touched: set[str] = set()
+        # Whether the entries changed since load or the last save: a sync in which no
+        # file changed writes nothing (sync and watch cycles save after every pass).
+        self._dirty = False
         self._clock = clock
         self.reads = 0
         self.hits = 0
@@ -149,6 +152,7 @@ class FileHasher:
         with Path(key).open("rb") as f:
             digest = hashlib.file_digest(f, "sha256").hexdigest()
         self.reads += 1
+        self._dirty = True
         newest = max(st.st_mtime_ns, st.st_ctime_ns)
         coarse = st.st_mtime_ns % 1_000_000_000 == 0 and st.st_ctime_ns % 1_000_000_000 == 0
         if newest < started - (_SETTLE_COARSE_NS if coarse else _SETTLE_NS):
@@ -171,6 +175,8 @@ class FileHasher:
             for key, entry in self._entries.items()
             if key in self._touched or os.path.lexists(key)
         }
+        if not self._dirty and len(entries) == len(self._entries) and path.exists():
+            return
         data = json.dumps({"version": CACHE_VERSION, "entries": entries}, separators=(",", ":"))
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -178,6 +184,7 @@ class FileHasher:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(data)
             Path(tmp).replace(path)
+            self._dirty = False
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

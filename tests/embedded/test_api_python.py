@@ -223,8 +223,11 @@ def test_watch_resumes_from_resource_version(api_client: Any, namespace: str) ->
     assert seen == [("ADDED", "w2"), ("MODIFIED", "w2"), ("DELETED", "w1")]
 
 
-def test_watch_delivers_live_events_and_bookmarks(api_client: Any, namespace: str) -> None:
+def test_watch_delivers_live_events_and_bookmarks(
+    api_client: Any, namespace: str, cluster: EmbeddedCluster
+) -> None:
     core = client.CoreV1Api(api_client)
+    watching = len(cluster.store._watchers)
     got: list[str] = []
 
     def consume() -> None:
@@ -241,7 +244,8 @@ def test_watch_delivers_live_events_and_bookmarks(api_client: Any, namespace: st
 
     t = threading.Thread(target=consume)
     t.start()
-    time.sleep(0.2)
+    # The writes must come after the watch is registered on the server, to be live events.
+    wait_until(lambda: len(cluster.store._watchers) > watching)
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "live"}})
     core.delete_namespaced_config_map("live", namespace)
     t.join(5)
