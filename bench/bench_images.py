@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_devloop.config import load_config
-from pytest_devloop.fingerprint import FileHasher
-from pytest_devloop.images import fingerprint_image, image_refs
+from pytest_devloop.artifacts.fingerprint import FileHasher
+from pytest_devloop.artifacts.images import fingerprint_image, image_refs
+from pytest_devloop.config.model import load_config
 
 
 def make_project(root: Path, files: int) -> None:

@@ -32,9 +32,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pytest_devloop.cluster.kube import Kube, client_from_kubeconfig  # noqa: E402
 from pytest_devloop.embedded.cluster import EmbeddedCluster  # noqa: E402
-from pytest_devloop.kube import Kube, client_from_kubeconfig  # noqa: E402
-from pytest_devloop.prometheus import (  # noqa: E402
+from pytest_devloop.prometheus.targets import (  # noqa: E402
     ClusterReader,
     EmbeddedPrometheus,
     LocalPrometheus,

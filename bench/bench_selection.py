@@ -27,8 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pytest_devloop.impact import Graph, ListRead, TestRecord, select, summary
-from pytest_devloop.plan import object_key
+from pytest_devloop.selection.impact import Graph, ListRead, TestRecord, select, summary
+from pytest_devloop.sync.plan import object_key
 
 TARGET_MS = 100.0
 

@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_devloop.config import load_config
+from pytest_devloop.cluster.providers import Target
+from pytest_devloop.config.model import load_config
 from pytest_devloop.embedded.cluster import EmbeddedCluster
-from pytest_devloop.providers import Target
-from pytest_devloop.sync import Syncer
+from pytest_devloop.sync.syncer import Syncer
 
 TEMPLATE = """\
 {{- range $i := until 50 }}

@@ -118,7 +118,7 @@ class Watch:
                 except OSError:
                     continue
                 ppid = int(stat.rsplit(")", 1)[1].split()[1])
-                if ppid == self.proc.pid and b"pytest_devloop.forkserver" in cmd:
+                if ppid == self.proc.pid and b"pytest_devloop.watch.forkserver" in cmd:
                     return int(entry.name)
         return None
 

@@ -15,7 +15,7 @@ For each scenario and repetition, the edit is made on a synced project, then:
 - devloop cycle: `pytest --devloop-affected` (sync what changed, run the affected tests),
   with `CI` removed from the environment.
 
-- watch cycle (when `pytest_devloop.watch` exists; `--no-watch` leaves it out): one
+- watch cycle (when `pytest_devloop.watch.loop` exists; `--no-watch` leaves it out): one
   `pytest --devloop-watch` process keeps running, and the time is from saving the edit to
   the cycle's `devloop: time:` line (detection, sync, the affected tests).
 
@@ -420,7 +420,9 @@ def main() -> int:
     parser.add_argument("--no-watch", action="store_true", help="leave out the watch cycle")
     args = parser.parse_args()
     env = helm_env()
-    with_watch = not args.no_watch and importlib.util.find_spec("pytest_devloop.watch") is not None
+    with_watch = (
+        not args.no_watch and importlib.util.find_spec("pytest_devloop.watch.loop") is not None
+    )
     context = os.environ.get("DEVLOOP_TEST_CONTEXT") or None
     rows: list[Row] = []
     modes: dict[str, str] = {}

@@ -96,9 +96,9 @@ def _add_sync_options(p: argparse.ArgumentParser, *, plan: bool) -> None:
 
 
 def _sync(args: argparse.Namespace, *, status_only: bool) -> int:
-    from pytest_devloop.config import ConfigError
-    from pytest_devloop.providers import ClusterRefused, ClusterUnavailable
-    from pytest_devloop.session import Options, load, parse_prune, target_for
+    from pytest_devloop.cluster.providers import ClusterRefused, ClusterUnavailable
+    from pytest_devloop.cluster.session import Options, load, parse_prune, target_for
+    from pytest_devloop.config.model import ConfigError
 
     try:
         options = Options(
@@ -127,7 +127,7 @@ def _sync(args: argparse.Namespace, *, status_only: bool) -> int:
     except (ConfigError, ClusterRefused, ClusterUnavailable) as e:
         print(f"devloop: {e}", file=sys.stderr)
         return 2
-    from pytest_devloop.sync import Syncer
+    from pytest_devloop.sync.syncer import Syncer
 
     syncer = Syncer(
         config,
@@ -137,7 +137,7 @@ def _sync(args: argparse.Namespace, *, status_only: bool) -> int:
         mode=options.mode,
         build=options.build,
     )
-    from pytest_devloop.state import StateLocked
+    from pytest_devloop.sync.state import StateLocked
 
     try:
         if status_only:

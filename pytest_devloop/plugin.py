@@ -18,7 +18,7 @@ import pytest
 
 if TYPE_CHECKING:
     from pytest_devloop.embedded.cluster import EmbeddedCluster
-    from pytest_devloop.testrun import TestRun
+    from pytest_devloop.run.testrun import TestRun
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -163,7 +163,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def _run(config: pytest.Config) -> TestRun:
     run: TestRun | None = getattr(config, "_devloop_run", None)
     if run is None:
-        from pytest_devloop.testrun import TestRun
+        from pytest_devloop.run.testrun import TestRun
 
         run = TestRun(config)
         config._devloop_run = run  # type: ignore[attr-defined]
@@ -198,12 +198,12 @@ class _XdistHooks:
     """Controller side under xdist: hand the sync to workers, collect their records."""
 
     def pytest_configure_node(self, node: Any) -> None:
-        from pytest_devloop.testrun import WORKER_KEY
+        from pytest_devloop.run.testrun import WORKER_KEY
 
         node.workerinput[WORKER_KEY] = _run(node.config).worker_input()
 
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        from pytest_devloop.testrun import WORKER_RECORDS
+        from pytest_devloop.run.testrun import WORKER_RECORDS
 
         output = getattr(node, "workeroutput", None) or {}
         data = output.get(WORKER_RECORDS)
@@ -220,15 +220,15 @@ class _XdistHooks:
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """`--devloop-watch` runs the watch loop; `--devloop-plan` prints a plan and runs no test."""
     if config.getoption("devloop_watch"):
-        from pytest_devloop.watch import run_watch
+        from pytest_devloop.watch.loop import run_watch
 
         return run_watch(config)
     if not config.getoption("devloop_plan"):
         return None
-    from pytest_devloop.config import ConfigError
-    from pytest_devloop.providers import ClusterRefused, ClusterUnavailable
-    from pytest_devloop.session import Options, parse_prune, target_for
-    from pytest_devloop.sync import Syncer
+    from pytest_devloop.cluster.providers import ClusterRefused, ClusterUnavailable
+    from pytest_devloop.cluster.session import Options, parse_prune, target_for
+    from pytest_devloop.config.model import ConfigError
+    from pytest_devloop.sync.syncer import Syncer
 
     explicit = config.getoption("devloop_config") or config.getini("devloop_config") or None
     try:
@@ -241,7 +241,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
             create_cluster=config.getoption("devloop_create_cluster"),
             prune=parse_prune(config.getoption("devloop_prune")),
         )
-        from pytest_devloop.session import load
+        from pytest_devloop.cluster.session import load
 
         loaded = load(options)
         if loaded is None:
@@ -327,7 +327,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     run = _run(config)
     if run.is_worker:
-        from pytest_devloop.testrun import WORKER_RECORDS
+        from pytest_devloop.run.testrun import WORKER_RECORDS
 
         config.workeroutput[WORKER_RECORDS] = json.dumps(  # type: ignore[attr-defined]
             {"records": run.records, "note": run.selection_note, "explain": run.explain_lines}
@@ -379,7 +379,7 @@ def rendered(pytestconfig: pytest.Config) -> Any:
 @pytest.fixture(scope="session")
 def prometheus(pytestconfig: pytest.Config) -> Any:
     """Prometheus scrape targets and queries as assertions (see docs/prometheus.md)."""
-    from pytest_devloop.prometheus import prometheus_for
+    from pytest_devloop.prometheus.targets import prometheus_for
 
     return prometheus_for(_run(pytestconfig))
 
@@ -388,7 +388,7 @@ def prometheus(pytestconfig: pytest.Config) -> Any:
 def eventually() -> Any:
     """`eventually(lambda: cond, timeout=10, interval=0.05)`: retry until true; on timeout
     the failure shows the last observed value."""
-    from pytest_devloop.eventually import eventually as fn
+    from pytest_devloop.run.eventually import eventually as fn
 
     return fn
 

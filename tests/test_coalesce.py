@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_devloop.coalesce import Coalescer
-from pytest_devloop.watch import args_for_test_process, ignored, parse_output
+from pytest_devloop.watch.coalesce import Coalescer
+from pytest_devloop.watch.loop import args_for_test_process, ignored, parse_output
 
 
 class FakeClock:

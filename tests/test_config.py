@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_devloop.config import (
+from pytest_devloop.config.model import (
     ChartRelease,
     ClusterSpec,
     Config,

@@ -216,7 +216,7 @@ def test_quickstart_and_readme_commands_run_and_print_what_the_docs_show(
 
 
 def test_watch_demo(repo: Path, env: dict[str, str]) -> None:
-    pytest.importorskip("pytest_devloop.watch", reason="watch mode is not built yet")
+    pytest.importorskip("pytest_devloop.watch.loop", reason="watch mode is not built yet")
     [cmd] = [c for c in all_commands() if COVERAGE[c.text] == "watch"]
     readme = (ROOT / "README.md").read_text()
     block = readme[readme.index(cmd.text) :].split("```\n", 2)[2].split("```")[0]

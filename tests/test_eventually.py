@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pytest_devloop.eventually import eventually
+from pytest_devloop.run.eventually import eventually
 
 
 @dataclass

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_devloop.fingerprint import (
+from pytest_devloop.artifacts.fingerprint import (
     CACHE_VERSION,
     DockerIgnore,
     FileHasher,

@@ -26,9 +26,8 @@ from typing import Any
 
 import pytest
 
-from pytest_devloop.config import ChartRelease, Config, ConfigError, ImageSpec, parse_config
-from pytest_devloop.fingerprint import FileHasher
-from pytest_devloop.images import (
+from pytest_devloop.artifacts.fingerprint import FileHasher
+from pytest_devloop.artifacts.images import (
     Builder,
     CommandResult,
     DockerUnavailable,
@@ -48,7 +47,8 @@ from pytest_devloop.images import (
     loader_for,
     normalize_ref,
 )
-from pytest_devloop.render import HelmTool, render_chart
+from pytest_devloop.artifacts.render import HelmTool, render_chart
+from pytest_devloop.config.model import ChartRelease, Config, ConfigError, ImageSpec, parse_config
 
 DATA = Path(__file__).parent / "data" / "images"
 ROOT = Path(__file__).resolve().parent.parent
@@ -727,7 +727,7 @@ def test_skaffold_templates_and_devloop_placeholders_reach_the_rendered_chart(
 ) -> None:
     """The example chart, configured once from a skaffold.yaml and once from devloop.yaml:
     the Deployments run the digest-tagged images."""
-    from pytest_devloop.skaffold import load_skaffold
+    from pytest_devloop.config.skaffold import load_skaffold
 
     project = tmp_path / "project"
     shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns(".devloop", ".benchmarks"))

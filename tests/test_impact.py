@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from pytest_devloop.embedded.apply import changed_paths
-from pytest_devloop.impact import (
+from pytest_devloop.selection.impact import (
     Decision,
     Graph,
     Impact,
@@ -30,7 +30,7 @@ from pytest_devloop.impact import (
     select,
     summary,
 )
-from pytest_devloop.plan import object_key
+from pytest_devloop.sync.plan import object_key
 
 NS = "sms-checker"
 APP = f"apps/Deployment/{NS}/sms-checker-app"
@@ -1212,7 +1212,7 @@ EXAMPLE_CHART = Path(__file__).resolve().parents[1] / "example_project" / "chart
 
 
 def test_real_chart_gives_the_same_graph_and_selection(tool: Callable[[str], str]) -> None:
-    from pytest_devloop.render import HelmTool, render_chart
+    from pytest_devloop.artifacts.render import HelmTool, render_chart
 
     helm = HelmTool(tool("helm3"))
 

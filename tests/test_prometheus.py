@@ -25,10 +25,9 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_devloop import impact
+from pytest_devloop.cluster.kube import Kube, client_from_kubeconfig
 from pytest_devloop.embedded.cluster import EmbeddedCluster
-from pytest_devloop.kube import Kube, client_from_kubeconfig
-from pytest_devloop.prometheus import (
+from pytest_devloop.prometheus.targets import (
     INSTALL_HINT,
     ClusterObjects,
     ClusterReader,
@@ -44,7 +43,8 @@ from pytest_devloop.prometheus import (
     record_reads,
     resolve,
 )
-from pytest_devloop.records import Recorder
+from pytest_devloop.selection import impact
+from pytest_devloop.selection.records import Recorder
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT / "example_project" / "crds" / "monitoring-servicemonitor.yaml"
@@ -460,7 +460,9 @@ class _FakeRun:
 def test_no_binary_skips_with_the_install_hint_and_fails_in_ci(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("pytest_devloop.prometheus.find_binary", lambda name="prometheus": None)
+    monkeypatch.setattr(
+        "pytest_devloop.prometheus.targets.find_binary", lambda name="prometheus": None
+    )
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception, match="no `prometheus` binary on PATH: install"):
         prometheus_for(_FakeRun(env.cluster))

@@ -456,7 +456,7 @@ SYNC_COUNTER = """
 import os
 from pathlib import Path
 
-from pytest_devloop import sync
+from pytest_devloop.sync import syncer as sync
 
 _sync = sync.Syncer.sync
 
@@ -541,7 +541,7 @@ def test_failing_replica_test_shows_the_cluster_section(example: Project) -> Non
         ]
     )
     # The eventually loop is hidden: the traceback ends at the test's own line.
-    assert "pytest_devloop/eventually.py" not in run.text, run
+    assert "pytest_devloop/run/eventually.py" not in run.text, run
 
 
 # -- static tier --------------------------------------------------------------------------

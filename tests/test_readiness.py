@@ -11,7 +11,7 @@ import pytest
 
 from pytest_devloop.embedded.cluster import EmbeddedCluster
 from pytest_devloop.embedded.controllers import SimulationConfig
-from pytest_devloop.readiness import (
+from pytest_devloop.sync.readiness import (
     Readiness,
     Waiter,
     WaitFailed,

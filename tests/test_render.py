@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pytest_devloop.render import (
+from pytest_devloop.artifacts.render import (
     ChartRenderError,
     DesiredObject,
     HelmTool,

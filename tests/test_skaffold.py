@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_devloop.config import Config, ConfigError, load_config
-from pytest_devloop.skaffold import load_skaffold, template_image_key
+from pytest_devloop.config.model import Config, ConfigError, load_config
+from pytest_devloop.config.skaffold import load_skaffold, template_image_key
 
 
 @pytest.fixture

@@ -28,16 +28,22 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_devloop.config import Config, ConfigError, load_config
+from pytest_devloop.artifacts.render import HelmTool
+from pytest_devloop.cluster.kube import FIELD_MANAGER, Kube, client_from_kubeconfig
+from pytest_devloop.cluster.providers import (
+    ClusterRefused,
+    Target,
+    check_allowed,
+    looks_local,
+    resolve,
+)
+from pytest_devloop.cluster.session import Options, target_for
+from pytest_devloop.config.model import Config, ConfigError, load_config
 from pytest_devloop.embedded.cluster import EmbeddedCluster
 from pytest_devloop.embedded.controllers import SimulationConfig
 from pytest_devloop.embedded.store import Change
-from pytest_devloop.kube import FIELD_MANAGER, Kube, client_from_kubeconfig
-from pytest_devloop.providers import ClusterRefused, Target, check_allowed, looks_local, resolve
-from pytest_devloop.render import HelmTool
-from pytest_devloop.session import Options, target_for
-from pytest_devloop.state import SCHEMA_VERSION, ClusterState, StateStore
-from pytest_devloop.sync import INVENTORY_PREFIX, Syncer, SyncResult
+from pytest_devloop.sync.state import SCHEMA_VERSION, ClusterState, StateStore
+from pytest_devloop.sync.syncer import INVENTORY_PREFIX, Syncer, SyncResult
 
 DATA = Path(__file__).parent / "data" / "sync"
 SECONDS = r"\d+\.\d\d s"

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from pytest_devloop.config import load_config
+from pytest_devloop.cluster.kube import Kube, client_from_kubeconfig
+from pytest_devloop.cluster.providers import Target
+from pytest_devloop.config.model import load_config
 from pytest_devloop.embedded.cluster import EmbeddedCluster
-from pytest_devloop.kube import Kube, client_from_kubeconfig
-from pytest_devloop.providers import Target
-from pytest_devloop.sync import Syncer
+from pytest_devloop.sync.syncer import Syncer
 
 CHART = """\
 {{- range $name := list "front" "back" }}

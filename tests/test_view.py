@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
+from pytest_devloop.cluster.kube import Kube, client_from_kubeconfig
+from pytest_devloop.cluster.view import Cluster, ListView, ObjectView, Rendered, WorkloadView
 from pytest_devloop.embedded.apply import dotted_path
 from pytest_devloop.embedded.cluster import EmbeddedCluster
 from pytest_devloop.embedded.controllers import SimulationConfig
-from pytest_devloop.eventually import eventually
-from pytest_devloop.kube import Kube, client_from_kubeconfig
-from pytest_devloop.plan import object_key
-from pytest_devloop.records import (
+from pytest_devloop.run.eventually import eventually
+from pytest_devloop.selection.records import (
     ListRead,
     RecordData,
     Recorder,
@@ -29,7 +29,7 @@ from pytest_devloop.records import (
     paths_meet,
     selector_matches,
 )
-from pytest_devloop.view import Cluster, ListView, ObjectView, Rendered, WorkloadView
+from pytest_devloop.sync.plan import object_key
 
 Obj = dict[str, Any]
 _counter = itertools.count()

@@ -182,7 +182,7 @@ def watch(project: Path) -> Iterator[Callable[..., WatchProcess]]:
 
 
 def kube_for(project: Path) -> Any:
-    from pytest_devloop.kube import Kube, client_from_kubeconfig
+    from pytest_devloop.cluster.kube import Kube, client_from_kubeconfig
 
     return Kube(client_from_kubeconfig(str(project / ".devloop" / "embedded" / "kubeconfig")))
 

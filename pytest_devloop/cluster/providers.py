@@ -39,7 +39,7 @@ class Target:
     display: str
 
     def api_client(self) -> Any:
-        from pytest_devloop.kube import client_from_kubeconfig
+        from pytest_devloop.cluster.kube import client_from_kubeconfig
 
         return client_from_kubeconfig(self.kubeconfig, self.context)
 

@@ -61,8 +61,8 @@ class TestRun:
     """The devloop side of one pytest process."""
 
     def __init__(self, config: pytest.Config) -> None:
-        from pytest_devloop import session
-        from pytest_devloop.session import Options, parse_prune
+        from pytest_devloop.cluster import session
+        from pytest_devloop.cluster.session import Options, parse_prune
 
         self.pytest_config = config
         explicit = config.getoption("devloop_config") or config.getini("devloop_config") or None
@@ -143,11 +143,11 @@ class TestRun:
             if data.get("summary"):
                 self.summary = SyncSummary.from_json(data["summary"])
             return
-        from pytest_devloop import session as session_mod
-        from pytest_devloop.config import ConfigError
-        from pytest_devloop.providers import ClusterRefused, ClusterUnavailable
-        from pytest_devloop.state import StateLocked
-        from pytest_devloop.sync import Syncer
+        from pytest_devloop.cluster import session as session_mod
+        from pytest_devloop.cluster.providers import ClusterRefused, ClusterUnavailable
+        from pytest_devloop.config.model import ConfigError
+        from pytest_devloop.sync.state import StateLocked
+        from pytest_devloop.sync.syncer import Syncer
 
         assert self.config is not None
         for warning in self.config.warnings:
@@ -219,7 +219,7 @@ class TestRun:
     @property
     def recorder(self) -> Any:
         if self._recorder is None:
-            from pytest_devloop.records import Recorder
+            from pytest_devloop.selection.records import Recorder
 
             self._recorder = Recorder()
         return self._recorder
@@ -244,23 +244,23 @@ class TestRun:
         return self.summary
 
     def cluster_view(self) -> Any:
-        from pytest_devloop.kube import Kube, client_from_kubeconfig
-        from pytest_devloop.view import Cluster
+        from pytest_devloop.cluster.kube import Kube, client_from_kubeconfig
+        from pytest_devloop.cluster.view import Cluster
 
         s = self.require_cluster()
         kube = Kube(client_from_kubeconfig(s.kubeconfig, s.context))
         return Cluster(kube, self.recorder, namespace=s.namespace)
 
     def rendered_view(self) -> Any:
-        from pytest_devloop.view import Rendered
+        from pytest_devloop.cluster.view import Rendered
 
         if not self.enabled:
             pytest.fail("devloop: no devloop.yaml or skaffold.yaml", pytrace=False)
         if self.summary is not None and self.mode != "static":
             objects = self.summary.desired
         else:
-            from pytest_devloop.render import RenderError
-            from pytest_devloop.sync import render_static
+            from pytest_devloop.artifacts.render import RenderError
+            from pytest_devloop.sync.syncer import render_static
 
             assert self.config is not None
             try:
@@ -274,7 +274,7 @@ class TestRun:
     def records_path(self) -> Path | None:
         if self.summary is None or self.config is None:
             return None
-        from pytest_devloop.state import cluster_key
+        from pytest_devloop.sync.state import cluster_key
 
         key = cluster_key(self.summary.server, self.summary.uid)
         return self.config.root / ".devloop" / "records" / f"{key}.json"
@@ -359,7 +359,7 @@ class TestRun:
 
     def select(self, items: list[pytest.Item]) -> tuple[list[pytest.Item], list[pytest.Item]]:
         """(selected, deselected) for --devloop-affected, with one reason per test."""
-        from pytest_devloop import impact
+        from pytest_devloop.selection import impact
 
         cfg = self.pytest_config
         why_off = None
@@ -410,8 +410,8 @@ class TestRun:
             keys = list((self.records.get(item.nodeid) or {}).get("objects") or {})
         if not keys or self.summary is None:
             return None
-        from pytest_devloop.kube import client_from_kubeconfig
-        from pytest_devloop.readiness import describe
+        from pytest_devloop.cluster.kube import client_from_kubeconfig
+        from pytest_devloop.sync.readiness import describe
 
         client = client_from_kubeconfig(self.summary.kubeconfig, self.summary.context)
         lines: list[str] = []
@@ -465,8 +465,8 @@ class TestRun:
                 f"`kubectl{where} delete namespace {self.ci_namespace}`"
             )
             return
-        from pytest_devloop.kube import Kube, KubeError, client_from_kubeconfig
-        from pytest_devloop.plan import install_rank
+        from pytest_devloop.cluster.kube import Kube, KubeError, client_from_kubeconfig
+        from pytest_devloop.sync.plan import install_rank
 
         kube = Kube(client_from_kubeconfig(self.summary.kubeconfig, self.summary.context))
         leftovers: list[str] = []

@@ -181,7 +181,7 @@ class ObjectRef:
     def key(self) -> str:
         """`group/Kind/namespace/name`, e.g. `apps/Deployment/shop/web` or
         `/ConfigMap/shop/settings` (core group) or `rbac.authorization.k8s.io/ClusterRole//x`
-        (cluster-scoped): the same key as `pytest_devloop.plan.object_key`."""
+        (cluster-scoped): the same key as `pytest_devloop.sync.plan.object_key`."""
         return f"{self.group()}/{self.kind}/{self.namespace or ''}/{self.name}"
 
     def long(self) -> str:
@@ -282,7 +282,7 @@ class DesiredObject:
     @property
     def digest(self) -> str:
         """sha256 of the object's canonical JSON (sorted keys), the same digest as
-        `pytest_devloop.plan.digest`. Computed on each access: `obj` may change."""
+        `pytest_devloop.sync.plan.digest`. Computed on each access: `obj` may change."""
         data = json.dumps(self.obj, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(data.encode()).hexdigest()
 

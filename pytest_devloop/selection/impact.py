@@ -57,7 +57,7 @@ from pytest_devloop.embedded.selectors import (
     parse_label_selector,
     selector_from_label_selector,
 )
-from pytest_devloop.plan import short_name
+from pytest_devloop.sync.plan import short_name
 
 __all__ = [
     "POD_SET",

@@ -4,7 +4,7 @@ Owns, for the images of a `Config`:
 
 - the **fingerprint** of an image's inputs (`fingerprint_image`): the Dockerfile, every
   file of the build context that `.dockerignore` keeps (docker's own pattern rules, from
-  `pytest_devloop.fingerprint`), the build args and the target. The tag is
+  `pytest_devloop.artifacts.fingerprint`), the build args and the target. The tag is
   `devloop-<first 12 hex of that digest>` (`ImageRef`), so the same inputs always give the
   same tag, touching a file changes nothing, and a workload restarts only when the image it
   runs really changed;
@@ -50,7 +50,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pytest_devloop.config import (
+from pytest_devloop.artifacts.fingerprint import (
+    FileHasher,
+    IgnoreFileError,
+    combine,
+    dockerignore_matcher,
+)
+from pytest_devloop.config.model import (
     ChartRelease,
     Config,
     ConfigError,
@@ -58,8 +64,7 @@ from pytest_devloop.config import (
     ImageSpec,
     default_key,
 )
-from pytest_devloop.fingerprint import FileHasher, IgnoreFileError, combine, dockerignore_matcher
-from pytest_devloop.skaffold import template_image_key
+from pytest_devloop.config.skaffold import template_image_key
 
 __all__ = [
     "TAG_PREFIX",

@@ -1,6 +1,6 @@
 """A warm test-process starter for watch mode: import once, fork per cycle.
 
-Run as `python -m pytest_devloop.forkserver`. It imports pytest, the `kubernetes` client,
+Run as `python -m pytest_devloop.watch.forkserver`. It imports pytest, the `kubernetes` client,
 yaml and the plugin (the ~0.5 s a fresh `python -m pytest` pays before collecting), then
 reads one JSON request per line on stdin: `{"args": [...], "cwd": ..., "output": PATH}`.
 For each it forks; the child redirects stdout/stderr to `output` and runs

@@ -12,7 +12,7 @@ load time with one line per problem that names the file, the key and the fix:
 Every relative path in the file is resolved against the folder of the file and checked
 while the model is validated, so the rest of the plugin only ever sees absolute paths that
 existed when the config was read. Importing an existing `skaffold.yaml` is the job of
-`pytest_devloop.skaffold`, which produces the same `Config` through `build_config`.
+`pytest_devloop.config.skaffold`, which produces the same `Config` through `build_config`.
 """
 
 from __future__ import annotations
@@ -935,7 +935,7 @@ def load_config(
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(path, "", f"cannot read the file: {e}") from e
     if _is_skaffold(path, text):
-        from pytest_devloop.skaffold import load_skaffold
+        from pytest_devloop.config.skaffold import load_skaffold
 
         return load_skaffold(text, path, profile)
     if profile is not None:

@@ -38,8 +38,8 @@ from typing import Any
 
 import yaml
 
-from pytest_devloop.eventually import eventually
-from pytest_devloop.records import ListRead, normalize_selector
+from pytest_devloop.run.eventually import eventually
+from pytest_devloop.selection.records import ListRead, normalize_selector
 
 __all__ = [
     "INSTALL_HINT",
@@ -1056,12 +1056,12 @@ def prometheus_for(run: Any) -> Prometheus:
     """The session's `prometheus` fixture object for a `TestRun` (see the module docstring)."""
     import pytest
 
-    from pytest_devloop.config import PrometheusSpec
+    from pytest_devloop.config.model import PrometheusSpec
 
     summary = run.require_cluster()
     spec = PrometheusSpec.from_config(getattr(run.config, "prometheus", None))
     recorder = run.recorder
-    from pytest_devloop.kube import Kube, client_from_kubeconfig
+    from pytest_devloop.cluster.kube import Kube, client_from_kubeconfig
 
     api_client = client_from_kubeconfig(summary.kubeconfig, summary.context)
     prom: Prometheus
@@ -1072,7 +1072,7 @@ def prometheus_for(run: Any) -> Prometheus:
     else:
         binary = spec.binary or find_binary()
         if binary is None:
-            from pytest_devloop.testrun import is_ci_env
+            from pytest_devloop.run.testrun import is_ci_env
 
             if is_ci_env():
                 pytest.fail(f"devloop: {INSTALL_HINT}", pytrace=False)

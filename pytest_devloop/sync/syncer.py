@@ -19,13 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_devloop import plan as planning
-from pytest_devloop.config import ChartRelease, Config, ManifestSet
-from pytest_devloop.fingerprint import FileHasher, combine, helmignore_matcher
-from pytest_devloop.kube import ApiResource, Kube, KubeError
-from pytest_devloop.plan import Plan, Recorded, object_key, project, short_name
-from pytest_devloop.providers import Target, check_allowed
-from pytest_devloop.render import (
+from pytest_devloop.artifacts.fingerprint import FileHasher, combine, helmignore_matcher
+from pytest_devloop.artifacts.render import (
     DesiredObject,
     HelmTool,
     RenderError,
@@ -34,7 +29,12 @@ from pytest_devloop.render import (
     render_manifests,
     uses_lookup,
 )
-from pytest_devloop.state import ArtifactRecord, ObjectRecord, StateStore
+from pytest_devloop.cluster.kube import ApiResource, Kube, KubeError
+from pytest_devloop.cluster.providers import Target, check_allowed
+from pytest_devloop.config.model import ChartRelease, Config, ManifestSet
+from pytest_devloop.sync import plan as planning
+from pytest_devloop.sync.plan import Plan, Recorded, object_key, project, short_name
+from pytest_devloop.sync.state import ArtifactRecord, ObjectRecord, StateStore
 
 ARTIFACT_LABEL = "devloop.dev/artifact"
 INVENTORY_PREFIX = "devloop-inventory-"
@@ -299,7 +299,7 @@ class Syncer:
 
     def _connect(self) -> str:
         """The cluster's identity; an unreachable API server is one clear error."""
-        from pytest_devloop.providers import ClusterUnavailable
+        from pytest_devloop.cluster.providers import ClusterUnavailable
 
         try:
             return self.kube.cluster_uid()
@@ -358,7 +358,7 @@ class Syncer:
         (`--devloop-build`); their tags are still the input digests, so a source change
         still rolls the workloads that use them.
         """
-        from pytest_devloop.images import (
+        from pytest_devloop.artifacts.images import (
             Builder,
             DockerUnavailable,
             ImagePlaceholderError,
@@ -823,7 +823,7 @@ class Syncer:
             self.kube.delete(res, m.get("namespace"), str(m.get("name")))
 
     def _wait(self, artifact: str, objects: list[dict[str, Any]]) -> None:
-        from pytest_devloop.readiness import Waiter, WaitTimeout, needs_wait
+        from pytest_devloop.sync.readiness import Waiter, WaitTimeout, needs_wait
 
         todo = [o for o in objects if needs_wait(o)]
         if not todo:
@@ -839,7 +839,7 @@ class Syncer:
         self, hooks: list[DesiredObject], event: str, record: ArtifactRecord, *, force_all: bool
     ) -> list[str]:
         """Run the hooks of one event in weight order, as Helm does; returns report words."""
-        from pytest_devloop.readiness import Waiter, WaitTimeout
+        from pytest_devloop.sync.readiness import Waiter, WaitTimeout
 
         chosen = [h for h in hooks if h.hook is not None and event in h.hook.events]
         chosen.sort(
@@ -932,7 +932,7 @@ def render_static(config: Config, *, helm: HelmTool | None = None) -> dict[str, 
     resolve to the digest tags of the current sources, so these objects are what a sync
     would apply unless a chart inspects the cluster (`.Capabilities`, `lookup`).
     """
-    from pytest_devloop.images import chart_image_values, image_refs
+    from pytest_devloop.artifacts.images import chart_image_values, image_refs
 
     helm_tool = helm or HelmTool.find(start=config.root)
     hasher = FileHasher.load(config.root / ".devloop" / "filestats.json")

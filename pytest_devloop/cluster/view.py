@@ -47,8 +47,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, overload
 
-from pytest_devloop.kube import ApiResource, KubeError, base_path
-from pytest_devloop.records import (
+from pytest_devloop.cluster.kube import ApiResource, KubeError, base_path
+from pytest_devloop.selection.records import (
     ANY_KIND,
     RENDERED,
     ListRead,
@@ -58,8 +58,8 @@ from pytest_devloop.records import (
 )
 
 if TYPE_CHECKING:
-    from pytest_devloop.kube import Kube
-    from pytest_devloop.readiness import Readiness
+    from pytest_devloop.cluster.kube import Kube
+    from pytest_devloop.sync.readiness import Readiness
 
 __all__ = ["Cluster", "ListView", "ObjectView", "Rendered", "ServiceView", "WorkloadView"]
 
@@ -398,7 +398,7 @@ class WorkloadView(ObjectView):
     @property
     def readiness(self) -> Readiness:
         """`readiness.assess` of this object: ready or not, and why in one line."""
-        from pytest_devloop.readiness import assess
+        from pytest_devloop.sync.readiness import assess
 
         if self._sink is not None:
             self._sink.recorder.object_paths(
@@ -795,7 +795,7 @@ class Cluster:
         return [self._view(pod, p, _key(pod, namespace, _meta(p)["name"])) for p in items]
 
     def _pods_selected_by(self, owner: ObjectView) -> builtins.list[ObjectView]:
-        from pytest_devloop.readiness import label_selector
+        from pytest_devloop.sync.readiness import label_selector
 
         if owner._sink is not None:
             owner._sink.read("spec.selector")
@@ -807,7 +807,7 @@ class Cluster:
     def _endpoints_of(
         self, svc: ServiceView, port: int | str | None
     ) -> builtins.list[tuple[str, int]]:
-        from pytest_devloop.readiness import label_selector
+        from pytest_devloop.sync.readiness import label_selector
 
         assert svc._sink is not None
         # The endpoints follow the selector and the ports: the whole spec.
@@ -956,7 +956,7 @@ class Cluster:
         Secret's data: `readiness.describe` does not read Secrets, and logs are read
         only for pods and workloads.
         """
-        from pytest_devloop.readiness import describe, label_selector
+        from pytest_devloop.sync.readiness import describe, label_selector
 
         group, kind, ns, name = key.split("/", 3)
         try:

@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_devloop.config import Config, ConfigError, load_config
-from pytest_devloop.providers import Target, check_allowed, resolve
+from pytest_devloop.cluster.providers import Target, check_allowed, resolve
+from pytest_devloop.config.model import Config, ConfigError, load_config
 
 PRUNE_KINDS = ("pvcs", "crds", "namespaces")
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_devloop.config import (
+from pytest_devloop.config.model import (
     Config,
     ConfigError,
     Loc,

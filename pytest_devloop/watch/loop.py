@@ -33,7 +33,7 @@ from typing import IO, Any
 
 import pytest
 
-from pytest_devloop.coalesce import Coalescer
+from pytest_devloop.watch.coalesce import Coalescer
 
 IGNORED_DIRS = frozenset({".git", ".devloop", "__pycache__", ".pytest_cache", ".mypy_cache"})
 IGNORED_DIRS |= {".ruff_cache", ".venv", "node_modules", ".benchmarks", ".tox"}
@@ -155,7 +155,7 @@ class ForkServerRunner:
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         self._proc: subprocess.Popen[str] | None = subprocess.Popen(
-            [sys.executable, "-m", "pytest_devloop.forkserver"],
+            [sys.executable, "-m", "pytest_devloop.watch.forkserver"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -345,7 +345,7 @@ class DriftWatch:
 
     def ensure(self, kube: Any, desired: dict[str, dict[str, Any]]) -> None:
         """Watch every (kind, namespace) of `desired`; restart watches that ended."""
-        from pytest_devloop.sync import ARTIFACT_LABEL
+        from pytest_devloop.sync.syncer import ARTIFACT_LABEL
 
         wanted: dict[tuple[str, str, str], str] = {}
         for obj in desired.values():
@@ -371,7 +371,7 @@ class DriftWatch:
     def _run(self, key: tuple[str, str, str], gv: str, label: str) -> None:
         from kubernetes.watch.watch import iter_resp_lines
 
-        from pytest_devloop.plan import object_key, short_name
+        from pytest_devloop.sync.plan import object_key, short_name
 
         path, _ns, kind = key
         try:
@@ -600,7 +600,7 @@ STEPS = ("detect", "build", "render", "apply", "ready", "tests", "total")
 
 class Watch:
     def __init__(self, pytest_config: pytest.Config, out: IO[str] | None = None) -> None:
-        from pytest_devloop.testrun import TestRun
+        from pytest_devloop.run.testrun import TestRun
 
         self.pytest_config = pytest_config
         self.out = out or sys.stdout
@@ -658,9 +658,9 @@ class Watch:
 
     def _connect(self) -> str | None:
         """Resolve the cluster (again after it was unreachable) and make the warm Syncer."""
-        from pytest_devloop import session
-        from pytest_devloop.config import ConfigError
-        from pytest_devloop.providers import ClusterRefused, ClusterUnavailable
+        from pytest_devloop.cluster import session
+        from pytest_devloop.cluster.providers import ClusterRefused, ClusterUnavailable
+        from pytest_devloop.config.model import ConfigError
 
         try:
             target = session.target_for(self.config, self.options)
@@ -682,7 +682,7 @@ class Watch:
         return None
 
     def _make_syncer(self, config: Any) -> Any:
-        from pytest_devloop.sync import Syncer
+        from pytest_devloop.sync.syncer import Syncer
 
         return Syncer(
             config,
@@ -883,11 +883,11 @@ class Watch:
         initial: bool,
         drift: bool,
     ) -> None:
-        from pytest_devloop.testrun import TestRun
+        from pytest_devloop.run.testrun import TestRun
 
         if "config" in kinds.values() and not self._reload(block):
             return
-        from pytest_devloop.providers import ClusterUnavailable
+        from pytest_devloop.cluster.providers import ClusterUnavailable
 
         if self.syncer is None:
             problem = self._connect()
@@ -994,8 +994,8 @@ class Watch:
         return parse_output(text, rc)
 
     def _reload(self, block: Block) -> bool:
-        from pytest_devloop import session
-        from pytest_devloop.config import ConfigError
+        from pytest_devloop.cluster import session
+        from pytest_devloop.config.model import ConfigError
 
         try:
             config = session.load(self.options)

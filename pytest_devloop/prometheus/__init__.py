@@ -1,0 +1,1 @@
+"""Prometheus targets and queries as test assertions, and the local Prometheus of embedded mode."""

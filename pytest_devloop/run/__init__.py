@@ -1,0 +1,1 @@
+"""One pytest run with devloop: the run controller and the `eventually` helper."""
