@@ -77,3 +77,60 @@ def tool() -> Callable[[str], str]:
         return path
 
     return get
+
+
+# -- the fast tier ----------------------------------------------------------------------
+# `pytest -m pure` runs the tests that need no tool, no cluster and no subprocess, in
+# seconds. A test is in that tier when none of its fixtures starts anything; the guard
+# below makes the tier honest: a `pure` test that starts a process or opens a
+# connection fails, naming the reason.
+
+_IMPURE_FIXTURES = frozenset(
+    {
+        "tool", "pytester", "testdir", "cluster", "embedded", "api_client", "api", "kube",
+        "namespace", "helm", "kctl", "kubectl", "prom", "plain_prometheus", "example",
+        "make_project", "docker_cli", "busybox", "repo", "count_syncs", "watch", "k8s", "sim",
+        "env", "helm_log", "events_log", "server", "prometheus",
+    }
+)  # fmt: skip
+# Modules whose own fixtures of a common name (`project`) start clusters or tools.
+_IMPURE_MODULES = frozenset(
+    {
+        "test_pytest_integration.py", "test_realcluster.py", "test_watch.py",
+        "test_sync_images.py", "test_packaging.py", "test_docs_commands.py", "test_cli.py",
+        "test_sync.py", "test_images.py", "test_render.py", "test_robustness.py",
+    }
+)  # fmt: skip
+# Single tests that start a process or connect (to a closed loopback port) on their own.
+_IMPURE_TESTS = frozenset({"test_cli_version_and_help", "test_unreachable_url_names_the_url"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("pure") is not None:
+            continue
+        if item.path.name in _IMPURE_MODULES or names & _IMPURE_FIXTURES:
+            continue
+        if getattr(item, "originalname", item.name) in _IMPURE_TESTS:
+            continue
+        if item.get_closest_marker("tool") or item.get_closest_marker("realcluster"):
+            continue
+        item.add_marker(pytest.mark.pure)
+
+
+@pytest.fixture(autouse=True)
+def _pure_tier_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("pure") is None:
+        return
+    import socket
+    import subprocess
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError(
+            "a test in the fast tier (`pure`) started a process or opened a connection: "
+            "give it a tool/cluster fixture or list its module in conftest._IMPURE_MODULES"
+        )
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pytest_devloop.artifacts.fingerprint import FileHasher
 from pytest_devloop.artifacts.images import fingerprint_image, image_refs
-from pytest_devloop.config.model import load_config
+from pytest_devloop.config.load import load_config
 
 
 def make_project(root: Path, files: int) -> None:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from pytest_devloop.cluster.providers import Target
-from pytest_devloop.config.model import load_config
+from pytest_devloop.config.load import load_config
 from pytest_devloop.embedded.cluster import EmbeddedCluster
 from pytest_devloop.sync.syncer import Syncer
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_devloop.config.load import load_config
 from pytest_devloop.config.model import (
     ChartRelease,
     ClusterSpec,
@@ -15,7 +16,6 @@ from pytest_devloop.config.model import (
     ConfigError,
     ManifestSet,
     find_config,
-    load_config,
     parse_config,
 )
 

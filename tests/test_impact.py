@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from pytest_devloop.embedded.apply import changed_paths
+from pytest_devloop.k8s.apply import changed_paths
 from pytest_devloop.selection.impact import (
     Decision,
     Graph,

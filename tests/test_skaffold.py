@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_devloop.config.model import Config, ConfigError, load_config
+from pytest_devloop.config.load import load_config
+from pytest_devloop.config.model import Config, ConfigError
 from pytest_devloop.config.skaffold import load_skaffold, template_image_key
 
 

@@ -38,7 +38,8 @@ from pytest_devloop.cluster.providers import (
     resolve,
 )
 from pytest_devloop.cluster.session import Options, target_for
-from pytest_devloop.config.model import Config, ConfigError, load_config
+from pytest_devloop.config.load import load_config
+from pytest_devloop.config.model import Config, ConfigError
 from pytest_devloop.embedded.cluster import EmbeddedCluster
 from pytest_devloop.embedded.controllers import SimulationConfig
 from pytest_devloop.embedded.store import Change

@@ -13,7 +13,7 @@ import pytest
 
 from pytest_devloop.cluster.kube import Kube, client_from_kubeconfig
 from pytest_devloop.cluster.providers import Target
-from pytest_devloop.config.model import load_config
+from pytest_devloop.config.load import load_config
 from pytest_devloop.embedded.cluster import EmbeddedCluster
 from pytest_devloop.sync.syncer import Syncer
 

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from pytest_devloop.cluster.kube import Kube, client_from_kubeconfig
-from pytest_devloop.cluster.view import Cluster, ListView, ObjectView, Rendered, WorkloadView
-from pytest_devloop.embedded.apply import dotted_path
 from pytest_devloop.embedded.cluster import EmbeddedCluster
 from pytest_devloop.embedded.controllers import SimulationConfig
+from pytest_devloop.k8s.apply import dotted_path
 from pytest_devloop.run.eventually import eventually
+from pytest_devloop.run.view import Cluster, ListView, ObjectView, Rendered, WorkloadView
 from pytest_devloop.selection.records import (
     ListRead,
     RecordData,

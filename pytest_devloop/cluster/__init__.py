@@ -1,1 +1,1 @@
-"""Which cluster, the guard, the client adapter, and the recorded read API behind the fixtures."""
+"""Which cluster: the providers, the guard, the client adapter, and option resolution."""

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_devloop.cluster.providers import Target, check_allowed, resolve
-from pytest_devloop.config.model import Config, ConfigError, load_config
+from pytest_devloop.config.load import load_config
+from pytest_devloop.config.model import Config, ConfigError
 
 PRUNE_KINDS = ("pvcs", "crds", "namespaces")
 

@@ -28,9 +28,9 @@ from typing import Any
 import yaml
 
 from pytest_devloop.embedded.controllers import ControllerManager, SimulationConfig
-from pytest_devloop.embedded.resources import Registry
 from pytest_devloop.embedded.server import ApiServer, make_http_server
 from pytest_devloop.embedded.store import Store
+from pytest_devloop.k8s.resources import Registry
 
 CONTEXT_NAME = "devloop-embedded"
 STATE_FILE = "cluster.json"

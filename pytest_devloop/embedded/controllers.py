@@ -53,7 +53,6 @@ from pytest_devloop.embedded.reconcile import (
     Key,
     SimulationConfig,
 )
-from pytest_devloop.embedded.resources import ResourceType
 from pytest_devloop.embedded.statuses import CrdStatus, HpaStatus, PdbStatus
 from pytest_devloop.embedded.store import Change, Store, clone, meta
 from pytest_devloop.embedded.volumes import PROVISIONER, VolumeBinder
@@ -63,6 +62,7 @@ from pytest_devloop.embedded.workloads import (
     ReplicaSetController,
     StatefulSetController,
 )
+from pytest_devloop.k8s.resources import ResourceType
 
 __all__ = ["ControllerManager", "SimulationConfig"]
 

@@ -22,8 +22,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from pytest_devloop.embedded import errors
-from pytest_devloop.embedded.resources import ResourceType
 from pytest_devloop.embedded.store import Store, meta
+from pytest_devloop.k8s.resources import ResourceType
 
 Obj = dict[str, Any]
 

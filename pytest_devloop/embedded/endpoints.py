@@ -29,8 +29,8 @@ from pytest_devloop.embedded.reconcile import (
     pod_is_ready,
     pod_is_terminal,
 )
-from pytest_devloop.embedded.selectors import Requirement, labels_match
 from pytest_devloop.embedded.store import Change, clone, meta
+from pytest_devloop.k8s.selectors import Requirement, labels_match
 
 Obj = dict[str, Any]
 PortKey = tuple[tuple[str, int, str], ...]  # (name, port, protocol) per service port

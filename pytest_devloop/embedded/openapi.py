@@ -14,7 +14,7 @@ import hashlib
 import json
 from typing import Any
 
-from pytest_devloop.embedded.resources import Registry
+from pytest_devloop.k8s.resources import Registry
 
 _FIELD_VALIDATION = {
     "name": "fieldValidation",

@@ -24,8 +24,8 @@ from typing import Any, NamedTuple
 from pytest_devloop.embedded import errors
 from pytest_devloop.embedded.defaults import POD_IP_RANGE, AddressPool
 from pytest_devloop.embedded.events import EventRecorder
-from pytest_devloop.embedded.resources import ResourceType
 from pytest_devloop.embedded.store import Change, Store, clone, meta, now_rfc3339
+from pytest_devloop.k8s.resources import ResourceType
 
 Obj = dict[str, Any]
 Ref = tuple[str, str, str]  # (resource key, namespace, name)

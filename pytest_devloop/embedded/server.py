@@ -33,19 +33,19 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from pytest_devloop.embedded import apply as ssa
 from pytest_devloop.embedded import errors, openapi
-from pytest_devloop.embedded import patch as patching
 from pytest_devloop.embedded.errors import ApiError
-from pytest_devloop.embedded.resources import ResourceType, api_group, api_resource_list
-from pytest_devloop.embedded.selectors import (
+from pytest_devloop.embedded.store import Change, Obj, Store, clone, dumps, meta, now_rfc3339
+from pytest_devloop.k8s import apply as ssa
+from pytest_devloop.k8s import patch as patching
+from pytest_devloop.k8s.resources import ResourceType, api_group, api_resource_list
+from pytest_devloop.k8s.selectors import (
     SelectorError,
     field_selector_name,
     format_label_selector,
     parse_field_selector,
     parse_label_selector,
 )
-from pytest_devloop.embedded.store import Change, Obj, Store, clone, dumps, meta, now_rfc3339
 
 log = logging.getLogger(__name__)
 

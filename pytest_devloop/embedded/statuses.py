@@ -25,13 +25,13 @@ from pytest_devloop.embedded.reconcile import (
     pod_is_terminal,
     set_condition,
 )
-from pytest_devloop.embedded.selectors import (
+from pytest_devloop.embedded.store import Change, clone, meta
+from pytest_devloop.k8s.selectors import (
     Requirement,
     SelectorError,
     labels_match,
     selector_from_label_selector,
 )
-from pytest_devloop.embedded.store import Change, clone, meta
 
 Obj = dict[str, Any]
 CRD_CLEANUP = "customresourcecleanup.apiextensions.k8s.io"

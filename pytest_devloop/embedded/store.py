@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_devloop.embedded import errors
-from pytest_devloop.embedded.resources import Registry, ResourceType
-from pytest_devloop.embedded.selectors import Requirement, labels_match
+from pytest_devloop.k8s.resources import Registry, ResourceType
+from pytest_devloop.k8s.selectors import Requirement, labels_match
 
 Obj = dict[str, Any]
 # `Store.list` shadows the builtin inside the class body, so annotations there use these.

@@ -42,8 +42,8 @@ from pytest_devloop.embedded.reconcile import (
     set_condition,
     template_hash,
 )
-from pytest_devloop.embedded.resources import ResourceType
 from pytest_devloop.embedded.store import Change, clone, meta
+from pytest_devloop.k8s.resources import ResourceType
 
 Obj = dict[str, Any]
 

@@ -38,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from pytest_devloop.k8s import selectors
 from pytest_devloop.run.eventually import eventually
 from pytest_devloop.selection.records import ListRead, normalize_selector
 
@@ -388,41 +389,17 @@ def label_selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[s
     """A LabelSelector (matchLabels + matchExpressions); None or {} matches everything."""
     if not selector:
         return True
-    for k, v in (selector.get("matchLabels") or {}).items():
-        if labels.get(str(k)) != str(v):
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op = str(expr.get("key")), str(expr.get("operator"))
-        values = {str(v) for v in expr.get("values") or []}
-        present = key in labels
-        if op == "In" and not (present and labels[key] in values):
-            return False
-        if op == "NotIn" and present and labels[key] in values:
-            return False
-        if op == "Exists" and not present:
-            return False
-        if op == "DoesNotExist" and present:
-            return False
-    return True
+    try:
+        return selectors.labels_match(selectors.requirements_of(selector) or [], labels)
+    except selectors.SelectorError:
+        return True  # cannot tell: count it as selected, so the target read is kept
 
 
 def selector_text(selector: Mapping[str, Any] | None) -> str:
     """A LabelSelector as normalized label-selector text (for list-read records)."""
     if not selector:
         return ""
-    parts = [f"{k}={v}" for k, v in (selector.get("matchLabels") or {}).items()]
-    for expr in selector.get("matchExpressions") or []:
-        key, op = expr.get("key"), expr.get("operator")
-        values = ",".join(str(v) for v in expr.get("values") or [])
-        if op == "In":
-            parts.append(f"{key} in ({values})")
-        elif op == "NotIn":
-            parts.append(f"{key} notin ({values})")
-        elif op == "Exists":
-            parts.append(str(key))
-        elif op == "DoesNotExist":
-            parts.append(f"!{key}")
-    return normalize_selector(",".join(parts))
+    return selectors.normalize(selector)
 
 
 def _namespaces_selected(

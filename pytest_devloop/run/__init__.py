@@ -1,1 +1,2 @@
-"""One pytest run with devloop: the run controller and the `eventually` helper."""
+"""One pytest run with devloop: the run controller, the recorded read API behind the
+`cluster` and `rendered` fixtures, and the `eventually` helper."""

@@ -245,14 +245,14 @@ class TestRun:
 
     def cluster_view(self) -> Any:
         from pytest_devloop.cluster.kube import Kube, client_from_kubeconfig
-        from pytest_devloop.cluster.view import Cluster
+        from pytest_devloop.run.view import Cluster
 
         s = self.require_cluster()
         kube = Kube(client_from_kubeconfig(s.kubeconfig, s.context))
         return Cluster(kube, self.recorder, namespace=s.namespace)
 
     def rendered_view(self) -> Any:
-        from pytest_devloop.cluster.view import Rendered
+        from pytest_devloop.run.view import Rendered
 
         if not self.enabled:
             pytest.fail("devloop: no devloop.yaml or skaffold.yaml", pytrace=False)

@@ -50,7 +50,7 @@ from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Any, ClassVar
 
-from pytest_devloop.embedded.selectors import (
+from pytest_devloop.k8s.selectors import (
     Requirement,
     SelectorError,
     labels_match,

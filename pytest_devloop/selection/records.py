@@ -28,11 +28,12 @@ otherwise dropped, so a fixture that reads outside any test is visible, not sile
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from pytest_devloop.k8s import selectors
 
 __all__ = [
     "ANY_KIND",
@@ -265,87 +266,19 @@ def paths_meet(read: str, changed: str) -> bool:
 
 # -- label selectors --------------------------------------------------------------------------
 
-_SET_OP = re.compile(r"^\s*([^\s!=<>,()]+)\s+(in|notin)\s*\(([^()]*)\)\s*$")
-_CMP_OP = re.compile(r"^\s*([^\s!=<>,()]+)\s*(==|!=|=|<|>)\s*([^\s!=<>,()]*)\s*$")
-_EXISTS = re.compile(r"^\s*(!?)\s*([^\s!=<>,()]+)\s*$")
-
-
-def _split_requirements(text: str) -> list[str]:
-    """Split at commas outside parentheses (`a in (x,y),b=c` -> two requirements)."""
-    parts, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    parts.append(text[start:])
-    return [p.strip() for p in parts if p.strip()]
-
 
 def normalize_selector(selector: Mapping[str, str] | str | None) -> str:
-    """Canonical selector text: a dict becomes `k=v` pairs; requirements sorted, spaces trimmed.
-
-    Two spellings of one selector normalize to the same text, so records compare equal.
-    """
-    if selector is None:
-        return ""
-    if isinstance(selector, Mapping):
-        return ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
-    reqs = []
-    for req in _split_requirements(selector):
-        m = _SET_OP.match(req)
-        if m:
-            values = ",".join(sorted(v.strip() for v in m.group(3).split(",") if v.strip()))
-            reqs.append(f"{m.group(1)} {m.group(2)} ({values})")
-            continue
-        m = _CMP_OP.match(req)
-        if m:
-            op = "=" if m.group(2) == "==" else m.group(2)
-            reqs.append(f"{m.group(1)}{op}{m.group(3)}")
-            continue
-        reqs.append(" ".join(req.split()))
-    return ",".join(sorted(reqs))
+    """Canonical selector text (`k8s.selectors.normalize`), so two spellings compare equal."""
+    return selectors.normalize(selector)
 
 
 def selector_matches(selector: str, labels: Mapping[str, str]) -> bool:
-    """Kubernetes label-selector semantics (`labels.Parse`) over a label map.
+    """Kubernetes label-selector semantics over a label map, with the one shared parser.
 
     An unparsable selector matches everything: a read that cannot be understood must
     count as affected, never as unaffected.
     """
-    for req in _split_requirements(selector):
-        m = _SET_OP.match(req)
-        if m:
-            key, op = m.group(1), m.group(2)
-            values = {v.strip() for v in m.group(3).split(",") if v.strip()}
-            present = key in labels and labels[key] in values
-            if present != (op == "in"):
-                return False
-            continue
-        m = _CMP_OP.match(req)
-        if m:
-            key, op, value = m.groups()
-            if op in ("=", "=="):
-                if labels.get(key) != value:
-                    return False
-            elif op == "!=":
-                if labels.get(key) == value:
-                    return False
-            else:
-                try:
-                    have, want = int(labels[key]), int(value)
-                except (KeyError, ValueError):
-                    return False
-                if (have > want) != (op == ">") or have == want:
-                    return False
-            continue
-        m = _EXISTS.match(req)
-        if m:
-            if (m.group(2) in labels) == (m.group(1) == "!"):
-                return False
-            continue
-        return True  # not understood: assume it matches
-    return True
+    try:
+        return selectors.matches(selector, labels)
+    except selectors.SelectorError:
+        return True

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_devloop.embedded.apply import changed_paths
+from pytest_devloop.k8s.apply import changed_paths
 
 # Helm's install order (pkg/release/util/kind_sorter.go), which charts are written for.
 INSTALL_ORDER = [

@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_devloop.k8s import selectors
+
 __all__ = [
     "LiveObjects",
     "Readiness",
@@ -426,27 +428,19 @@ def label_selector(selector: Any) -> str | None:
     """A `metav1.LabelSelector` (or a Service's plain map) as a `labelSelector` query.
 
     None when it selects nothing usable: absent, empty (which would select every pod in
-    the namespace) or with an operator this function does not know.
+    the namespace) or with an operator that has no text form.
     """
     if not isinstance(selector, dict) or not selector:
         return None
-    if "matchLabels" not in selector and "matchExpressions" not in selector:
-        selector = {"matchLabels": selector}  # a Service's spec.selector
-    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
-    for expr in selector.get("matchExpressions") or []:
-        key, op = expr.get("key"), expr.get("operator")
-        values = ",".join(str(v) for v in expr.get("values") or [])
-        if op == "In":
-            parts.append(f"{key} in ({values})")
-        elif op == "NotIn":
-            parts.append(f"{key} notin ({values})")
-        elif op == "Exists":
-            parts.append(str(key))
-        elif op == "DoesNotExist":
-            parts.append(f"!{key}")
-        else:
-            return None
-    return ",".join(parts) or None
+    try:
+        reqs = selectors.requirements_of(selector)
+    except selectors.SelectorError:
+        return None
+    if not reqs:
+        return None
+    # matchLabels sorted, then the expressions in the order written (a stable query text).
+    plain = len(selector.get("matchLabels") or {}) if "matchExpressions" in selector else len(reqs)
+    return ",".join([*sorted(r.text() for r in reqs[:plain]), *(r.text() for r in reqs[plain:])])
 
 
 # -- reads through the dynamic client -------------------------------------------------------

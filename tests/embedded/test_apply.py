@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pytest_devloop.embedded.apply import (
+from pytest_devloop.k8s.apply import (
     ApplyConflict,
     apply,
     changed_paths,
@@ -18,7 +18,7 @@ from pytest_devloop.embedded.apply import (
     record_update,
     set_to_fields_v1,
 )
-from pytest_devloop.embedded.patch import PatchError
+from pytest_devloop.k8s.patch import PatchError
 
 T0 = "2024-05-01T10:00:00Z"
 T1 = "2024-05-01T10:01:00Z"

@@ -20,8 +20,8 @@ from pytest_devloop.embedded import errors
 from pytest_devloop.embedded.controllers import ControllerManager, SimulationConfig
 from pytest_devloop.embedded.defaults import apply_defaults
 from pytest_devloop.embedded.jobs import CronSchedule
-from pytest_devloop.embedded.resources import Registry, ResourceType
 from pytest_devloop.embedded.store import Store, clone, meta
+from pytest_devloop.k8s.resources import Registry, ResourceType
 
 Obj = dict[str, Any]
 EPOCH = 1_700_000_000.0

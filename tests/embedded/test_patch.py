@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pytest_devloop.embedded.patch import (
+from pytest_devloop.k8s.patch import (
     FIELD_TABLE,
     PatchError,
     is_builtin_group,

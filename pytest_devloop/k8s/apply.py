@@ -10,7 +10,7 @@ This module owns:
 * :func:`record_update`: ownership transfer for every other write (create, update, patch);
 * :func:`changed_paths`: a readable diff of two objects, for the sync engine's reports.
 
-List and map semantics come from the table in :mod:`pytest_devloop.embedded.patch`: map-lists
+List and map semantics come from the table in :mod:`pytest_devloop.k8s.patch`: map-lists
 keyed by their ``listMapKey`` fields, sets, and atomic values.  Kinds and fields the table does
 not describe get atomic lists and granular maps, which is also how custom resources without
 ``x-kubernetes-list-type`` markers behave.
@@ -27,7 +27,7 @@ from functools import lru_cache
 from json.encoder import encode_basestring
 from typing import Any, Final
 
-from pytest_devloop.embedded.patch import (
+from pytest_devloop.k8s.patch import (
     BUILTIN_NAME_RULES,
     UNKNOWN,
     JSONObject,

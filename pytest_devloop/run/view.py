@@ -500,7 +500,7 @@ def _builtin_names() -> list[tuple[str, str, frozenset[str]]]:
     Borrowed from the embedded cluster's table of served types, which mirrors the real
     API server's names; it lets the common kinds resolve without a discovery sweep.
     """
-    from pytest_devloop.embedded.resources import BUILTIN
+    from pytest_devloop.k8s.resources import BUILTIN
 
     out = []
     for rt in BUILTIN:

@@ -4,7 +4,7 @@ This module owns:
 
 * the field-schema table (:data:`FIELD_TABLE`, compiled by :func:`schema_for`) that says, for
   each built-in kind and field path, how a list is keyed and merged.  The same table drives the
-  strategic merge patch here and server-side apply in :mod:`pytest_devloop.embedded.apply`;
+  strategic merge patch here and server-side apply in :mod:`pytest_devloop.k8s.apply`;
 * RFC 6902 JSON patch (:func:`json_patch`), RFC 7386 JSON merge patch (:func:`merge_patch`) and
   the Kubernetes strategic merge patch (:func:`strategic_merge_patch`), with the directives
   kubectl sends (``$patch``, ``$retainKeys``, ``$setElementOrder/…``,
