@@ -51,6 +51,7 @@ COVERAGE: dict[str, str] = {
     "python3 -m pytest_devloop cluster down": "run",
     "python3 -m pytest example_project --devloop-watch": "watch",
     "./scripts/test": "test-command",
+    "python3 -m pytest -m pure": "fast-tier",
     "DEVLOOP_TEST_CONTEXT=kind-devloop ./scripts/test -m realcluster": "lane",
     "DEVLOOP_TEST_CONTEXT=devloop DEVLOOP_TEST_PROVIDER=minikube:devloop ./scripts/test -m realcluster": "lane",
     "python3 bench/experiment.py": "experiment",
@@ -169,7 +170,10 @@ def test_every_command_is_covered() -> None:
     # The README's and the quickstart's: nothing there is only documented.
     for doc in ("README.md", "docs/quickstart.md"):
         kinds = {COVERAGE[c.text] for c in console_commands(doc)}
-        assert kinds <= {"run", "watch", "test-command", "lane", "experiment"}, (doc, kinds)
+        assert kinds <= {"run", "watch", "test-command", "lane", "experiment", "fast-tier"}, (
+            doc,
+            kinds,
+        )
     # `test-command` entries are what ./scripts/test runs.
     script = (ROOT / "scripts" / "test").read_text()
     assert 'pip install --disable-pip-version-check --root-user-action=ignore -q -e ".[test]"' in (
@@ -300,6 +304,25 @@ def test_real_cluster_commands_name_the_cluster_they_need(
         assert re.search(r"\b9 errors\b", out), out
         checked += 1
     assert checked == sum(COVERAGE[c.text] == "provider" for c in commands) >= 3
+
+
+def test_fast_tier_runs_alone_and_passes() -> None:
+    """`pytest -m pure` (README "Development"): the tier runs alone, with no tool and no cluster."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS",)}
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "pure", "-q", "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    passed = re.search(r"\b(\d+) passed\b", out)
+    assert passed and int(passed.group(1)) >= 400, out
+    assert re.search(r"\b\d+ deselected\b", out), out
 
 
 def test_real_cluster_lane_skips_with_the_reason_without_a_context() -> None:
