@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -539,66 +538,20 @@ def test_describe_shows_state_and_never_secret_data(
 # -- overhead ----------------------------------------------------------------------------------
 
 
-class _NoHttp:
-    """The adapter with its GET answered from memory, to time everything but HTTP."""
-
-    def __init__(self, kube: Kube, answer: Obj) -> None:
-        self._kube = kube
-        self._answer = answer
-        self.api_client = kube.api_client
-
-    def get(self, res: Any, namespace: str | None, name: str) -> Obj:
-        return self._answer
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._kube, name)
-
-
-def _per_call(fn: Any, n: int) -> float:
-    best = float("inf")
-    for _ in range(3):  # best of three: the figure is for the code, not the scheduler
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.perf_counter() - start) / n)
-    return best
-
-
-def test_recording_overhead_per_get(
-    api: Any, kube: Kube, recorder: Recorder, namespace: str, capsys: pytest.CaptureFixture[str]
+def test_a_get_and_its_field_reads_are_recorded_once(
+    api: Any, kube: Kube, recorder: Recorder, namespace: str
 ) -> None:
+    """What `bench/bench_micro.py` times: a get plus two field reads, recorded at field level."""
     create_deployment(api, namespace)
-    res = kube.resource("apps/v1", "Deployment")
-    assert res is not None
-    answer = kube.get(res, namespace, "web")
-    assert answer is not None
     cluster = Cluster(kube, recorder, namespace=namespace)
-    no_http = Cluster(_NoHttp(kube, answer), recorder, namespace=namespace)  # type: ignore[arg-type]
-    no_http.get("Deployment", "web")  # resolve the kind once, as a session would
-    cluster.get("Deployment", "web")
-
-    http_only = _per_call(lambda: kube.get(res, namespace, "web"), 200)
-    end_to_end = _per_call(lambda: cluster.get("Deployment", "web"), 200)
-    recording = _per_call(lambda: no_http.get("Deployment", "web"), 5000)
-
-    def get_and_read() -> None:
-        view = no_http.get("Deployment", "web")
+    for _ in range(3):
+        view = cluster.get("Deployment", "web")
         assert view is not None
         view.spec.replicas  # noqa: B018 - the read is the point
         view.metadata.labels["app"]
-
-    with_reads = _per_call(get_and_read, 5000)
-    with capsys.disabled():
-        print(
-            f"\ncluster.get: HTTP GET {http_only * 1e3:.3f} ms, through Cluster "
-            f"{end_to_end * 1e3:.3f} ms; without HTTP: get {recording * 1e3:.4f} ms, "
-            f"get + 2 field reads {with_reads * 1e3:.4f} ms"
-        )
     assert recorder.stop().objects == {
         f"apps/Deployment/{namespace}/web": ["metadata.labels.app", "spec.replicas"]
     }
-    # The issue's budget: at most 0.2 ms of recording per get, beyond the request.
-    assert with_reads < 0.2e-3
 
 
 # -- the recorder ------------------------------------------------------------------------------

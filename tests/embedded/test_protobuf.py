@@ -25,7 +25,6 @@ import base64
 import gzip
 import json
 import random
-import time
 from pathlib import Path
 from typing import Any
 
@@ -671,14 +670,3 @@ def test_supported_kinds_names_the_schemas() -> None:
     kinds = supported_kinds()
     for name in ("v1/Secret", "v1/ConfigMap", "events.k8s.io/v1/Event", "*/DeleteOptions"):
         assert name in kinds
-
-
-def test_decoding_a_helm_release_secret_takes_well_under_a_millisecond() -> None:
-    body = _golden("helm4-install-secret-create")[0]
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(100):
-            decode_request(body)
-        best = min(best, (time.perf_counter() - start) / 100)
-    assert best < 0.0005, f"{best * 1e6:.0f} µs per decode"
