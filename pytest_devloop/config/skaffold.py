@@ -44,6 +44,7 @@ from pytest_devloop.config.model import (
     describe_value,
     read_yaml_documents,
 )
+from pytest_devloop.k8s.patch import PatchError, json_patch
 
 SUPPORTED_API_VERSIONS = ("skaffold/v2beta*", "skaffold/v3*", "skaffold/v4beta*")
 _API_VERSION = re.compile(r"^skaffold/(v2beta\d+|v3(?:alpha\d+)?|v4beta\d+)$")
@@ -279,47 +280,20 @@ def _overlay_profile(document: dict[str, Any], profile: dict[str, Any]) -> dict[
     return merged
 
 
-def _pointer(path: str) -> list[str]:
-    return [t.replace("~1", "/").replace("~0", "~") for t in path[1:].split("/")]
-
-
 def _apply_patch(document: dict[str, Any], op: str, path: str, value: Any) -> bool:
-    """Apply one JSON-patch operation in place; False when `path` does not exist."""
-    tokens = _pointer(path)
-    parent: Any = document
-    for token in tokens[:-1]:
-        if isinstance(parent, dict) and token in parent:
-            parent = parent[token]
-        elif isinstance(parent, list) and token.isdigit() and int(token) < len(parent):
-            parent = parent[int(token)]
-        else:
-            return False
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        if op != "add" and last not in parent:
-            return False
-        if op == "remove":
-            del parent[last]
-        else:
-            parent[last] = copy.deepcopy(value)
-        return True
-    if isinstance(parent, list):
-        if op == "add" and last == "-":
-            parent.append(copy.deepcopy(value))
-            return True
-        if not last.isdigit():
-            return False
-        index = int(last)
-        if index > len(parent) or (op != "add" and index == len(parent)):
-            return False
-        if op == "add":
-            parent.insert(index, copy.deepcopy(value))
-        elif op == "replace":
-            parent[index] = copy.deepcopy(value)
-        else:
-            del parent[index]
-        return True
-    return False
+    """Apply one JSON-patch operation in place (the one RFC 6902 implementation, `k8s.patch`);
+    False when `path` does not exist."""
+    operation: dict[str, Any] = {"op": op, "path": path}
+    if op != "remove":
+        operation["value"] = value
+    try:
+        patched = json_patch(document, [operation])
+    except PatchError:
+        return False
+    assert isinstance(patched, dict)
+    document.clear()
+    document.update(patched)
+    return True
 
 
 # --------------------------------------------------------------------------- the import
