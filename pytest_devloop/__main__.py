@@ -129,14 +129,7 @@ def _sync(args: argparse.Namespace, *, status_only: bool) -> int:
         return 2
     from pytest_devloop.sync.syncer import Syncer
 
-    syncer = Syncer(
-        config,
-        target,
-        force_conflicts=options.force_conflicts,
-        allow_prune=options.prune,
-        mode=options.mode,
-        build=options.build,
-    )
+    syncer = Syncer.from_options(config, target, options)
     from pytest_devloop.sync.state import StateLocked
 
     try:

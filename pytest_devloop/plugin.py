@@ -226,30 +226,18 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if not config.getoption("devloop_plan"):
         return None
     from pytest_devloop.cluster.providers import ClusterRefused, ClusterUnavailable
-    from pytest_devloop.cluster.session import Options, parse_prune, target_for
+    from pytest_devloop.cluster.session import load, options_from_pytest, target_for
     from pytest_devloop.config.model import ConfigError
     from pytest_devloop.sync.syncer import Syncer
 
-    explicit = config.getoption("devloop_config") or config.getini("devloop_config") or None
     try:
-        options = Options(
-            rootdir=Path(config.rootpath),
-            config=Path(explicit) if explicit else None,
-            profile=config.getoption("devloop_profile"),
-            cluster=config.getoption("devloop_cluster"),
-            context=config.getoption("devloop_context"),
-            create_cluster=config.getoption("devloop_create_cluster"),
-            prune=parse_prune(config.getoption("devloop_prune")),
-        )
-        from pytest_devloop.cluster.session import load
-
+        options = options_from_pytest(config)
         loaded = load(options)
         if loaded is None:
             print(f"devloop: no devloop.yaml or skaffold.yaml in {options.rootdir}")
             return int(pytest.ExitCode.USAGE_ERROR)
-        result = Syncer(loaded, target_for(loaded, options), allow_prune=options.prune).sync(
-            plan_only=True
-        )
+        syncer = Syncer.from_options(loaded, target_for(loaded, options), options)
+        result = syncer.sync(plan_only=True)
     except (ConfigError, ClusterRefused, ClusterUnavailable) as e:
         print(f"devloop: {e}")
         return int(pytest.ExitCode.USAGE_ERROR)

@@ -600,3 +600,25 @@ def test_plugin_load_is_cheap_and_imports_no_kubernetes_client(tmp_path: Path) -
     ).stderr
     own = re.findall(r"import time:\s+\d+ \|\s+(\d+) \| pytest_devloop\.plugin$", err, re.M)
     print(f"import pytest_devloop.plugin after pytest: {int(own[0]) / 1000:.1f} ms (target ≤ 20)")
+
+
+# -- --devloop-plan ---------------------------------------------------------------------------
+
+
+def test_plan_option_shows_the_change_writes_nothing_and_honours_every_option(
+    example: Project,
+) -> None:
+    """`pytest --devloop-plan` builds its Syncer from the same options as a run: a change is
+    planned, nothing is written, and options such as --devloop-force-conflicts or
+    --devloop-build are accepted by that path as by the run's."""
+    from kubernetes import client
+
+    example.edit("charts/sms-checker/values.yaml", "app:\n  replicas: 1", "app:\n  replicas: 3")
+    run = example.pytest("--devloop-plan", "--devloop-force-conflicts", "--devloop-build")
+    assert run.ret == 0, run
+    run.stdout.fnmatch_lines(["*sms-checker*Deployment/sms-checker-app*spec.replicas*"])
+    assert "passed" not in run.text, run  # a plan runs no test
+    deployment = client.AppsV1Api(example.api()).read_namespaced_deployment(
+        "sms-checker-app", NAMESPACE
+    )
+    assert deployment.spec.replicas == 1

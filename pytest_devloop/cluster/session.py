@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from pytest_devloop.cluster.providers import Target, check_allowed, resolve
 from pytest_devloop.config.load import load_config
 from pytest_devloop.config.model import Config, ConfigError
@@ -47,6 +49,34 @@ def parse_prune(values: list[str]) -> list[str]:
                 )
             out.append(part)
     return out
+
+
+def run_mode(config: pytest.Config) -> str:
+    """The mode of a pytest run: `static`, `ci` (flag or `CI=true`) or `dev`; `--devloop-mode` wins."""
+    if config.getoption("devloop_static"):
+        return "static"
+    mode = config.getoption("devloop_mode")
+    if mode is not None:
+        return str(mode)
+    ci_env = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    return "ci" if config.getoption("devloop_ci") or ci_env else "dev"
+
+
+def options_from_pytest(config: pytest.Config) -> Options:
+    """The one translation of pytest's devloop options into `Options` (plugin, run, watch)."""
+    explicit = config.getoption("devloop_config") or config.getini("devloop_config") or None
+    return Options(
+        rootdir=Path(config.rootpath),
+        config=Path(explicit) if explicit else None,
+        profile=config.getoption("devloop_profile"),
+        cluster=config.getoption("devloop_cluster"),
+        context=config.getoption("devloop_context"),
+        create_cluster=config.getoption("devloop_create_cluster"),
+        force_conflicts=config.getoption("devloop_force_conflicts"),
+        prune=parse_prune(config.getoption("devloop_prune")),
+        mode="ci" if run_mode(config) == "ci" else "dev",
+        build=config.getoption("devloop_build"),
+    )
 
 
 def load(options: Options) -> Config | None:

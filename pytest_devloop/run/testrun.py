@@ -62,28 +62,10 @@ class TestRun:
 
     def __init__(self, config: pytest.Config) -> None:
         from pytest_devloop.cluster import session
-        from pytest_devloop.cluster.session import Options, parse_prune
 
         self.pytest_config = config
-        explicit = config.getoption("devloop_config") or config.getini("devloop_config") or None
-        mode = config.getoption("devloop_mode")
-        if mode is None:
-            mode = "ci" if config.getoption("devloop_ci") or is_ci_env() else "dev"
-        if config.getoption("devloop_static"):
-            mode = "static"
-        self.mode: str = mode
-        self.options = Options(
-            rootdir=Path(config.rootpath),
-            config=Path(explicit) if explicit else None,
-            profile=config.getoption("devloop_profile"),
-            cluster=config.getoption("devloop_cluster"),
-            context=config.getoption("devloop_context"),
-            create_cluster=config.getoption("devloop_create_cluster"),
-            force_conflicts=config.getoption("devloop_force_conflicts"),
-            prune=parse_prune(config.getoption("devloop_prune")),
-            mode="ci" if mode == "ci" else "dev",
-            build=config.getoption("devloop_build"),
-        )
+        self.mode: str = session.run_mode(config)
+        self.options = session.options_from_pytest(config)
         self.config = session.load(self.options)
         self.is_worker = hasattr(config, "workerinput")
         self.summary: SyncSummary | None = None
@@ -160,17 +142,14 @@ class TestRun:
             )
         try:
             self.target = session_mod.target_for(self.config, self.options)
-            syncer = Syncer(
+            syncer = Syncer.from_options(
                 self.config,
                 self.target,
-                force_conflicts=self.options.force_conflicts,
-                allow_prune=self.options.prune,
-                mode=self.options.mode,
+                self.options,
                 namespace_override=self.ci_namespace,
                 out=self.write,
                 # Every cluster that runs containers builds anyway; the embedded one runs
                 # none, so CI mode builds there only with --devloop-build (as dev mode).
-                build=self.options.build,
             )
             self.result = syncer.sync()
         except (ConfigError, ClusterRefused, ClusterUnavailable, StateLocked) as e:

@@ -31,6 +31,7 @@ from pytest_devloop.artifacts.render import (
 )
 from pytest_devloop.cluster.kube import ApiResource, Kube, KubeError
 from pytest_devloop.cluster.providers import Target, check_allowed
+from pytest_devloop.cluster.session import Options
 from pytest_devloop.config.model import ChartRelease, Config, ManifestSet
 from pytest_devloop.sync import plan as planning
 from pytest_devloop.sync.plan import Plan, Recorded, object_key, project, short_name
@@ -132,6 +133,21 @@ class Syncer:
         self.hasher = FileHasher.load(config.root / ".devloop" / "filestats.json")
         self._helm_version_text: str | None = None
         self._timings: dict[str, float] = {}
+
+    @classmethod
+    def from_options(
+        cls, config: Config, target: Target, options: Options, **overrides: Any
+    ) -> Syncer:
+        """The one way front ends build a Syncer: every option the user gave is honoured;
+        `overrides` carry what only the caller knows (output, CI namespace, watch mode)."""
+        settings: dict[str, Any] = {
+            "force_conflicts": options.force_conflicts,
+            "allow_prune": options.prune,
+            "mode": options.mode,
+            "build": options.build,
+        }
+        settings.update(overrides)
+        return cls(config, target, **settings)
 
     # -- connections ------------------------------------------------------------
 

@@ -684,14 +684,8 @@ class Watch:
     def _make_syncer(self, config: Any) -> Any:
         from pytest_devloop.sync.syncer import Syncer
 
-        return Syncer(
-            config,
-            self.target,
-            force_conflicts=self.options.force_conflicts,
-            allow_prune=self.options.prune,
-            mode="dev",
-            build=self.options.build,
-            out=lambda line: None,
+        return Syncer.from_options(
+            config, self.target, self.options, mode="dev", out=lambda line: None
         )
 
     def _watch_inputs(self) -> None:
