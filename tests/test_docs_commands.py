@@ -13,6 +13,9 @@ each, how it is exercised:
 - `lane`: the real-cluster lane, run here without a cluster (every test skipped, with
   the reason), and by `tests/test_realcluster.py` with one;
 - `experiment`: `bench/experiment.py`, run here once (`--repeat 1`);
+- `main-job`: the README's one-line install-and-run, run here without its install half
+  (`./scripts/test` installs the same `helm` extra) and with no helm CLI anywhere, so that
+  the example renders with the in-process Helm;
 - `test-command`: run by `./scripts/test` itself (it installs the package and the tools
   on every run, and is the command `.ci/run` runs);
 - `external`: another tool's command that creates a cluster (kind, minikube, k3d),
@@ -23,6 +26,7 @@ A command added to the docs without an entry here fails `test_every_command_is_c
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -43,6 +47,7 @@ DOCS = ["README.md", "docs/quickstart.md", "docs/concepts.md", "docs/real-cluste
 
 COVERAGE: dict[str, str] = {
     "python3 -m pip install -e . && bash scripts/tools.sh --no-docker": "test-command",
+    "python3 -m pip install -e '.[helm]' && python3 -m pytest example_project": "main-job",
     "python3 -m pytest example_project": "run",
     "cd example_project": "run",
     "python3 -m pytest --devloop-affected --devloop-explain": "run",
@@ -170,14 +175,23 @@ def test_every_command_is_covered() -> None:
     # The README's and the quickstart's: nothing there is only documented.
     for doc in ("README.md", "docs/quickstart.md"):
         kinds = {COVERAGE[c.text] for c in console_commands(doc)}
-        assert kinds <= {"run", "watch", "test-command", "lane", "experiment", "fast-tier"}, (
+        assert kinds <= {
+            "run",
+            "watch",
+            "test-command",
+            "main-job",
+            "lane",
+            "experiment",
+            "fast-tier",
+        }, (
             doc,
             kinds,
         )
     # `test-command` entries are what ./scripts/test runs.
     script = (ROOT / "scripts" / "test").read_text()
-    assert 'pip install --disable-pip-version-check --root-user-action=ignore -q -e ".[test]"' in (
-        script.replace("python3 -m ", "")
+    assert (
+        'pip install --disable-pip-version-check --root-user-action=ignore -q -e ".[test,helm]"'
+        in (script.replace("python3 -m ", ""))
     )
     assert "bash scripts/tools.sh" in script
     assert "exec ./scripts/test" in (ROOT / ".ci" / "run").read_text()
@@ -217,6 +231,41 @@ def test_quickstart_and_readme_commands_run_and_print_what_the_docs_show(
             assert_shows(cmd, outputs[cmd.text])
     finally:
         stop_cluster(repo / "example_project", env)
+
+
+def test_main_job_runs_with_no_helm_cli(repo: Path, env: dict[str, str], tmp_path: Path) -> None:
+    """The README's first command, less its install half: no `helm` on PATH, no
+    DEVLOOP_HELM, no .tools/ above the copy; the in-process Helm renders the example."""
+    if importlib.util.find_spec("helm_python") is None:
+        message = "the [helm] extra is not installed: python3 -m pip install -e '.[helm]'"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI=true and {message}", pytrace=False)
+        pytest.skip(message)
+    (main,) = [c for c in console_commands("README.md") if COVERAGE[c.text] == "main-job"]
+    install, _, run = main.text.partition(" && ")
+    assert install == "python3 -m pip install -e '.[helm]'"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(sys.executable)
+    environ = {k: v for k, v in env.items() if k not in ("DEVLOOP_HELM", "DEVLOOP_HELM_BACKEND")}
+    environ["PATH"] = f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin"
+    assert shutil.which("helm", path=environ["PATH"]) is None
+    try:
+        r = subprocess.run(
+            run,
+            shell=True,
+            cwd=repo,
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        out = r.stdout + r.stderr
+        assert r.returncode == 0, f"`{run}` failed:\n{out}"
+        assert_shows(main, out)
+    finally:
+        stop_cluster(repo / "example_project", environ)
 
 
 def test_watch_demo(repo: Path, env: dict[str, str]) -> None:

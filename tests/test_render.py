@@ -320,6 +320,8 @@ def test_find_helm(
         project / ".tools" / "helm4" / "helm"
     )
     monkeypatch.chdir(tmp_path)
+    # (Without the in-process Helm of the [helm] extra: tests/test_helmlib.py covers it.)
+    monkeypatch.setenv("DEVLOOP_HELM_BACKEND", "cli")
     with pytest.raises(RenderError) as info:
         HelmTool.find(start=tmp_path / "elsewhere")
     assert "helm is not installed" in str(info.value) and "DEVLOOP_HELM" in str(info.value)

@@ -29,9 +29,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from pytest_devloop.artifacts.helmlib import HelmLibrary
 
 try:
     from yaml import CSafeLoader as _BaseLoader
@@ -616,36 +619,66 @@ def _project_tool(start: Path | None, candidates: Sequence[str]) -> str | None:
 
 
 class HelmTool:
-    """The helm CLI: its version, and running it with a timeout.
+    """The helm CLI: its version, and running it with a timeout; and, with the `[helm]`
+    extra, the in-process Helm (`artifacts.helmlib`) that `render_chart` tries first.
 
     Helm 3 (>= 3.13) and Helm 4 render the same way for devloop's purposes; see
-    `render_chart` for the flags used.
+    `render_chart` for the flags used. `executable` is empty when only the in-process
+    Helm is available.
     """
 
-    def __init__(self, executable: str) -> None:
+    def __init__(self, executable: str, library: HelmLibrary | None = None) -> None:
         self.executable = executable
+        self.library = library
 
     def __repr__(self) -> str:
+        if self.library is not None:
+            return f"HelmTool({self.executable!r}, {self.library!r})"
         return f"HelmTool({self.executable!r})"
 
     @classmethod
     def find(cls, *, start: Path | None = None) -> HelmTool:
         """`$DEVLOOP_HELM`, then `helm` on PATH, then the project's `.tools/helm4/helm`,
         then `.tools/helm3/helm` (the project is the nearest folder above `start`, by
-        default the working directory, that has a `.tools/` folder)."""
+        default the working directory, that has a `.tools/` folder).
+
+        `$DEVLOOP_HELM_BACKEND` picks who renders: `auto` (default) the CLI when one is
+        found, else the in-process Helm of the `[helm]` extra; `inprocess` the
+        in-process Helm for every chart it renders exactly like the CLI, the CLI for the
+        others; `cli` the CLI only."""
+        backend = os.environ.get("DEVLOOP_HELM_BACKEND", "auto").strip().lower() or "auto"
+        if backend not in {"auto", "cli", "inprocess"}:
+            raise RenderError(
+                "",
+                f"DEVLOOP_HELM_BACKEND={backend} is not a helm backend: use auto, cli or inprocess",
+            )
+        from pytest_devloop.artifacts import helmlib
+
+        library = helmlib.HelmLibrary() if backend != "cli" and helmlib.available() else None
+        if backend == "inprocess" and library is None:
+            raise RenderError(
+                "",
+                "DEVLOOP_HELM_BACKEND=inprocess needs the in-process Helm: "
+                "`python3 -m pip install 'pytest-devloop[helm]'`",
+            )
         env = os.environ.get("DEVLOOP_HELM")
         if env:
             if Path(env).is_file() and os.access(env, os.X_OK):
-                return cls(env)
+                return cls(env, library if backend == "inprocess" else None)
             raise RenderError(
                 "", f"DEVLOOP_HELM={env} is not an executable file: point it at a helm binary"
             )
         found = shutil.which("helm") or _project_tool(start, ("helm4/helm", "helm3/helm"))
+        if found is not None and backend != "inprocess":
+            return cls(found)
+        if library is not None:
+            return cls(found or "", library)
         if found is None:
             raise RenderError(
                 "",
                 "helm is not installed: install Helm 3.13+ or 4 (https://helm.sh/docs/intro/install/), "
-                "put it on PATH or set DEVLOOP_HELM to its path; in this project "
+                "put it on PATH or set DEVLOOP_HELM to its path, or install the in-process "
+                "Helm with `python3 -m pip install 'pytest-devloop[helm]'`; in this project "
                 "`bash scripts/tools.sh` installs it into .tools/",
             )
         return cls(found)
@@ -653,6 +686,13 @@ class HelmTool:
     def run(
         self, args: Sequence[str], *, timeout: float = HELM_TIMEOUT
     ) -> subprocess.CompletedProcess[str]:
+        if not self.executable:
+            raise RenderError(
+                "",
+                f"`helm {' '.join(args[:2])}` needs the helm CLI, which is not installed (the "
+                "in-process Helm only renders charts): install Helm 3.13+ or 4 "
+                "(https://helm.sh/docs/intro/install/) or set DEVLOOP_HELM to its path",
+            )
         try:
             return subprocess.run(
                 [self.executable, *args],
@@ -670,7 +710,9 @@ class HelmTool:
 
     @cached_property
     def version(self) -> str:
-        """Helm's version, e.g. `v3.17.2` (asked once)."""
+        """Helm's version, e.g. `v3.17.2` (asked once; the in-process Helm's without a CLI)."""
+        if not self.executable and self.library is not None:
+            return self.library.version
         proc = self.run(["version", "--template", "{{.Version}}"], timeout=30)
         text = proc.stdout.strip()
         if proc.returncode != 0 or not text.startswith("v"):
@@ -823,6 +865,13 @@ def render_chart(
         args.append("--is-upgrade")
 
     started = time.perf_counter()
+    if helm.library is not None:
+        objects = _render_in_process(
+            helm, release, chart, namespace, values, set_values, kube_version, api_versions,
+            include_crds=include_crds, is_upgrade=is_upgrade, started=started,
+        )  # fmt: skip
+        if objects is not None:
+            return objects
     proc = helm.run(args)
     if proc.returncode != 0:
         missing = _missing_dependencies(proc.stderr)
@@ -849,6 +898,61 @@ def render_chart(
         len(objects),
         helm_seconds,
         time.perf_counter() - parse_started,
+    )
+    return objects
+
+
+def _render_in_process(
+    helm: HelmTool,
+    release: str,
+    chart: Path,
+    namespace: str,
+    values_args: list[str],
+    set_values: Mapping[str, Any],
+    kube_version: str | None,
+    api_versions: list[str],
+    *,
+    include_crds: bool,
+    is_upgrade: bool,
+    started: float,
+) -> list[DesiredObject] | None:
+    """The chart's objects from the in-process Helm, or None for the CLI to render (a
+    chart it cannot render exactly like the CLI, or an error, whose message is the CLI's)."""
+    from pytest_devloop.artifacts import helmlib
+
+    assert helm.library is not None
+    text = helmlib.render_template(
+        helm.library,
+        release=release,
+        chart=chart,
+        namespace=namespace,
+        values_args=values_args,
+        set_values=set_values,
+        kube_version=kube_version,
+        api_versions=api_versions,
+        include_crds=include_crds,
+        is_upgrade=is_upgrade,
+    )
+    if text is None:
+        if not helm.executable:
+            raise RenderError(
+                release,
+                f"chart {release} ({chart}): the in-process Helm cannot render this chart "
+                "exactly like the helm CLI (run with --log-level=debug for why): install "
+                "Helm 3.13+ or 4 (https://helm.sh/docs/intro/install/) or set DEVLOOP_HELM",
+            )
+        return None
+    try:
+        objects = parse_stream(text, artifact=release, default_source=str(chart))
+    except ManifestError:
+        if helm.executable:
+            return None  # the CLI names the template as helm users know it
+        raise
+    log.debug(
+        "rendered chart %s in-process: %d objects, %.3f s",
+        release,
+        len(objects),
+        time.perf_counter() - started,
     )
     return objects
 
