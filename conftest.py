@@ -102,7 +102,13 @@ _IMPURE_MODULES = frozenset(
     }
 )  # fmt: skip
 # Single tests that start a process or connect (to a closed loopback port) on their own.
-_IMPURE_TESTS = frozenset({"test_cli_version_and_help", "test_unreachable_url_names_the_url"})
+_IMPURE_TESTS = frozenset(
+    {
+        "test_cli_version_and_help",
+        "test_unreachable_url_names_the_url",
+        "test_importing_the_package_imports_no_client",
+    }
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

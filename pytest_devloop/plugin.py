@@ -18,7 +18,14 @@ import pytest
 
 if TYPE_CHECKING:
     from pytest_devloop.embedded.cluster import EmbeddedCluster
+    from pytest_devloop.prometheus.targets import Prometheus
+    from pytest_devloop.run.eventually import Eventually
     from pytest_devloop.run.testrun import TestRun
+    from pytest_devloop.run.view import Cluster, Rendered
+
+# Per-run state lives in the pytest config's stash, not in private attributes.
+_RUN_KEY = pytest.StashKey["TestRun"]()
+_ACTIVE_KEY = pytest.StashKey[bool]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -161,18 +168,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _run(config: pytest.Config) -> TestRun:
-    run: TestRun | None = getattr(config, "_devloop_run", None)
+    run: TestRun | None = config.stash.get(_RUN_KEY, None)
     if run is None:
         from pytest_devloop.run.testrun import TestRun
 
         run = TestRun(config)
-        config._devloop_run = run  # type: ignore[attr-defined]
+        config.stash[_RUN_KEY] = run
     return run
 
 
 def _active(config: pytest.Config) -> bool:
     """Whether this run uses devloop at all (a config file exists); decided once, cheaply."""
-    cached: bool | None = getattr(config, "_devloop_active", None)
+    cached: bool | None = config.stash.get(_ACTIVE_KEY, None)
     if cached is None:
         explicit = config.getoption("devloop_config") or config.getini("devloop_config")
         root = Path(config.rootpath)
@@ -180,7 +187,7 @@ def _active(config: pytest.Config) -> bool:
             (root / name).is_file()
             for name in ("devloop.yaml", "devloop.yml", "skaffold.yaml", "skaffold.yml")
         )
-        config._devloop_active = cached  # type: ignore[attr-defined]
+        config.stash[_ACTIVE_KEY] = cached
     return cached
 
 
@@ -347,7 +354,7 @@ def devloop(pytestconfig: pytest.Config) -> TestRun:
 
 
 @pytest.fixture(scope="session")
-def cluster(pytestconfig: pytest.Config) -> Any:
+def cluster(pytestconfig: pytest.Config) -> Cluster:
     """The synced cluster. Reads through it are recorded per test (affected-test selection).
 
     `cluster.get("Deployment", "web")`, `cluster.list("Pod", selector={"app": "web"})`,
@@ -355,17 +362,19 @@ def cluster(pytestconfig: pytest.Config) -> Any:
     `cluster.api_client` is the raw `kubernetes` client (not recorded: declare what it
     reads with `cluster.depends_on(...)` or `@pytest.mark.devloop(depends_on=[...])`).
     """
-    return _run(pytestconfig).cluster_view()
+    view: Cluster = _run(pytestconfig).cluster_view()
+    return view
 
 
 @pytest.fixture(scope="session")
-def rendered(pytestconfig: pytest.Config) -> Any:
+def rendered(pytestconfig: pytest.Config) -> Rendered:
     """The desired objects of every artifact, without a cluster (also with --devloop-static)."""
-    return _run(pytestconfig).rendered_view()
+    view: Rendered = _run(pytestconfig).rendered_view()
+    return view
 
 
 @pytest.fixture(scope="session")
-def prometheus(pytestconfig: pytest.Config) -> Any:
+def prometheus(pytestconfig: pytest.Config) -> Prometheus:
     """Prometheus scrape targets and queries as assertions (see docs/prometheus.md)."""
     from pytest_devloop.prometheus.targets import prometheus_for
 
@@ -373,7 +382,7 @@ def prometheus(pytestconfig: pytest.Config) -> Any:
 
 
 @pytest.fixture
-def eventually() -> Any:
+def eventually() -> Eventually:
     """`eventually(lambda: cond, timeout=10, interval=0.05)`: retry until true; on timeout
     the failure shows the last observed value."""
     from pytest_devloop.run.eventually import eventually as fn

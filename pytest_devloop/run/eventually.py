@@ -22,7 +22,7 @@ import linecache
 import reprlib
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import tenacity
 
@@ -35,6 +35,21 @@ _REPR.maxstring = 160
 _REPR.maxother = 160
 _REPR.maxlist = _REPR.maxdict = 8
 _MAX_SOURCE = 300
+
+
+class Eventually(Protocol):
+    """The type of the `eventually` fixture, for annotations in users' tests."""
+
+    def __call__(
+        self,
+        fn: Callable[[], T],
+        *,
+        timeout: float = ...,
+        interval: float = ...,
+        retry_on: tuple[type[BaseException], ...] = ...,
+        clock: Callable[[], float] = ...,
+        sleep: Callable[[float], None] = ...,
+    ) -> T: ...
 
 
 def eventually(
