@@ -28,6 +28,31 @@ _RUN_KEY = pytest.StashKey["TestRun"]()
 _ACTIVE_KEY = pytest.StashKey[bool]()
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_devloop import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_devloop_selection_mode(
+    config: pytest.Config, mode: str, synced: bool, sync_error: str | None
+) -> Any:
+    """devloop's default selection policy (`selection.policy.selection_mode`)."""
+    from pytest_devloop.selection.policy import selection_mode
+
+    return selection_mode(
+        affected=bool(config.getoption("devloop_affected")),
+        keyword=config.getoption("keyword") or "",
+        markexpr=config.getoption("markexpr") or "",
+        last_failed=bool(config.getoption("lf", False) or config.getoption("failedfirst", False)),
+        args=[str(a) for a in config.args],
+        mode=mode,
+        synced=synced,
+        sync_error=sync_error,
+    )
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("devloop", "pytest-devloop: Kubernetes infrastructure test loop")
     group.addoption(

@@ -622,3 +622,25 @@ def test_plan_option_shows_the_change_writes_nothing_and_honours_every_option(
         "sms-checker-app", NAMESPACE
     )
     assert deployment.spec.replicas == 1
+
+
+def test_a_conftest_hook_overrides_the_selection_policy(example: Project) -> None:
+    """`pytest_devloop_selection_mode` in a project's conftest decides, and its reason is printed."""
+    example.write(
+        "conftest.py",
+        "from pytest_devloop.selection.policy import Decision\n\n\n"
+        "def pytest_devloop_selection_mode(config, mode, synced, sync_error):\n"
+        "    return Decision(False, 'the team runs everything on Fridays')\n",
+    )
+    try:
+        run = affected(example)
+    finally:
+        (example.path / "conftest.py").unlink()
+    assert run.ret == 0, run
+    run.stdout.fnmatch_lines(
+        [
+            "devloop: affected-test selection is off: the team runs everything on Fridays; "
+            f"running all {TOTAL} tests"
+        ]
+    )
+    assert run.ran() == ALL, run

@@ -62,6 +62,14 @@ def run_mode(config: pytest.Config) -> str:
     return "ci" if config.getoption("devloop_ci") or ci_env else "dev"
 
 
+def _provider(config: pytest.Config) -> str | None:
+    """`--devloop-cluster`, unless a `pytest_devloop_cluster_provider` hook chooses another."""
+    configured = config.getoption("devloop_cluster")
+    hook = getattr(config.hook, "pytest_devloop_cluster_provider", None)
+    chosen = hook(config=config, configured=configured) if hook is not None else None
+    return str(chosen) if chosen is not None else configured
+
+
 def options_from_pytest(config: pytest.Config) -> Options:
     """The one translation of pytest's devloop options into `Options` (plugin, run, watch)."""
     explicit = config.getoption("devloop_config") or config.getini("devloop_config") or None
@@ -69,7 +77,7 @@ def options_from_pytest(config: pytest.Config) -> Options:
         rootdir=Path(config.rootpath),
         config=Path(explicit) if explicit else None,
         profile=config.getoption("devloop_profile"),
-        cluster=config.getoption("devloop_cluster"),
+        cluster=_provider(config),
         context=config.getoption("devloop_context"),
         create_cluster=config.getoption("devloop_create_cluster"),
         force_conflicts=config.getoption("devloop_force_conflicts"),

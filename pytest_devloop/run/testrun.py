@@ -341,21 +341,17 @@ class TestRun:
         from pytest_devloop.selection import impact
 
         cfg = self.pytest_config
-        why_off = None
-        if cfg.getoption("keyword"):
-            why_off = "-k was given"
-        elif cfg.getoption("markexpr"):
-            why_off = "-m was given"
-        elif cfg.getoption("lf", False) or cfg.getoption("failedfirst", False):
-            why_off = "--lf/--ff was given"
-        elif any("::" in str(a) for a in cfg.args):
-            why_off = "test ids were given"
-        elif self.mode != "dev":
-            why_off = f"{self.mode} mode runs every test"
-        elif self.summary is None:
-            why_off = "there was no sync" + (f" ({self.sync_error})" if self.sync_error else "")
-        if why_off:
-            self.selection_note = f"devloop: affected-test selection is off: {why_off}; running all {len(items)} tests"
+        decision = cfg.hook.pytest_devloop_selection_mode(
+            config=cfg,
+            mode=self.mode,
+            synced=self.summary is not None,
+            sync_error=self.sync_error,
+        )
+        if not decision.on:
+            self.selection_note = (
+                f"devloop: affected-test selection is off: {decision.reason}; "
+                f"running all {len(items)} tests"
+            )
             return items, []
         assert self.summary is not None
         records, warning = self.load_records()
