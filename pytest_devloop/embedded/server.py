@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from pytest_devloop.embedded import errors, openapi
+from pytest_devloop.embedded import bodies, errors, openapi
 from pytest_devloop.embedded.errors import ApiError
 from pytest_devloop.embedded.store import Change, Obj, Store, clone, dumps, meta, now_rfc3339
 from pytest_devloop.k8s import apply as ssa
@@ -49,7 +49,7 @@ from pytest_devloop.k8s.selectors import (
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 3 * 1024 * 1024
+MAX_BODY = bodies.MAX_BODY
 # Resources whose registry answers a DELETE with the deleted object rather than a Status
 # (typed clients decode the reply as that kind: `delete_namespaced_service` -> V1Service).
 _RETURNS_DELETED_OBJECT = frozenset(
@@ -71,7 +71,6 @@ MAX_DISCARD = 64 * 1024 * 1024  # an oversized body up to this is read and dropp
 PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
 KUBE_VERSION = "v1.33.0"
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class Admit(Protocol):
@@ -760,7 +759,7 @@ class ApiServer:
                 [("force", "Forbidden: may not be specified for non-apply patch")],
             )
         try:
-            patch_doc = json.loads(raw) if raw else None
+            patch_doc = bodies.load_json(raw) if raw else None
         except ValueError as e:
             raise errors.bad_request(f"error decoding patch: {e}") from e
         manager = self.manager(req, req.user_agent)
@@ -850,7 +849,7 @@ class ApiServer:
             raise errors.bad_request(f"invalid force value {force_text!r}")
         force = force_text in ("true", "1")
         try:
-            applied = yaml.load(raw, Loader=_YAML_LOADER) if raw.strip() else None
+            applied = bodies.load_yaml(raw) if raw.strip() else None
         except yaml.YAMLError as e:
             raise errors.bad_request(f"error decoding YAML: {e}") from e
         if not isinstance(applied, dict):
@@ -931,7 +930,7 @@ class ApiServer:
         raw = req.body_text()
         ctype = req.content_type.split(";")[0].strip().lower()
         try:
-            doc = json.loads(raw) if raw else {}
+            doc = bodies.load_json(raw) if raw else {}
         except ValueError as e:
             raise errors.bad_request(f"error decoding body: {e}") from e
         if req.method == "PUT":
@@ -1105,9 +1104,9 @@ class ApiServer:
             return None
         try:
             if ctype in ("", "application/json", "*/*"):
-                data = json.loads(raw)
+                data = bodies.load_json(raw)
             elif ctype in ("application/yaml", "application/x-yaml", "text/yaml"):
-                data = yaml.load(raw, Loader=_YAML_LOADER)
+                data = bodies.load_yaml(raw)
             elif ctype == "application/vnd.kubernetes.protobuf":
                 from pytest_devloop.embedded import protobuf
 
