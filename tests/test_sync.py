@@ -925,11 +925,7 @@ def test_upgrade_hooks_rerun_only_when_their_rendering_changed(
     project.edit("charts/jobs/values.yaml", "replicas: 1", "replicas: 2")
     run = project.sync()
     assert run.line.startswith("devloop: jobs: 1 updated (Deployment/jobs-app: spec.replicas), ")
-    assert _hook_words(run.line) == [
-        "Job/jobs-certgen-create skipped (unchanged since it last succeeded)",
-        "Job/jobs-migrate skipped (unchanged since it last succeeded)",
-        "Job/jobs-certgen-patch skipped (unchanged since it last succeeded)",
-    ]
+    assert _hook_words(run.line) == ["3 hooks unchanged"]
     assert run.writes == 1
     assert jobs_added_since(mark) == []
 
@@ -942,8 +938,7 @@ def test_upgrade_hooks_rerun_only_when_their_rendering_changed(
     assert run.line.startswith("devloop: jobs: 0 updated, 0 created, 0 pruned, 1 unchanged, ")
     assert _hook_words(run.line) == [
         "Job/jobs-certgen-create ran (pre-upgrade)",
-        "Job/jobs-migrate skipped (unchanged since it last succeeded)",
-        "Job/jobs-certgen-patch skipped (unchanged since it last succeeded)",
+        "2 hooks unchanged",
     ]
     assert jobs_added_since(mark) == ["jobs-certgen-create"]
     create = must_read(k8s, "Job", ns, "jobs-certgen-create")

@@ -34,6 +34,7 @@ from pytest_devloop.cluster.providers import Target, check_allowed
 from pytest_devloop.cluster.session import Options
 from pytest_devloop.config.model import ChartRelease, Config, ManifestSet
 from pytest_devloop.sync import plan as planning
+from pytest_devloop.sync.hooks import HookFailed, HookReport, HookRunner
 from pytest_devloop.sync.plan import Plan, Recorded, object_key, project, short_name
 from pytest_devloop.sync.state import ArtifactRecord, ObjectRecord, StateStore
 
@@ -555,14 +556,19 @@ class Syncer:
         )
         first_install = record is None
         t_apply = time.perf_counter()
-        if hooks:
-            event = "install" if first_install else "upgrade"
-            res.hooks += self._run_hooks(hooks, f"pre-{event}", new_record, force_all=full)
-        touched = self._apply(entry.name, the_plan, desired, new_record, record, res)
-        self._prune(the_plan, recorded)
-        if hooks:
-            event = "install" if first_install else "upgrade"
-            res.hooks += self._run_hooks(hooks, f"post-{event}", new_record, force_all=full)
+        event = "install" if first_install else "upgrade"
+        hook_report = HookReport()
+        try:
+            if hooks:
+                self._hooks().run(hooks, f"pre-{event}", new_record, hook_report, force_all=full)
+            touched = self._apply(entry.name, the_plan, desired, new_record, record, res)
+            self._prune(the_plan, recorded)
+            if hooks:
+                self._hooks().run(hooks, f"post-{event}", new_record, hook_report, force_all=full)
+        except HookFailed as e:
+            raise SyncError(str(e)) from e
+        finally:
+            res.hooks += hook_report.words()
         self._write_inventory(entry.name, namespace, new_record, record)
         t_ready = time.perf_counter()
         self._timings["apply"] = self._timings.get("apply", 0.0) + (t_ready - t_apply)
@@ -851,62 +857,16 @@ class Syncer:
 
     # -- hooks ------------------------------------------------------------------------
 
-    def _run_hooks(
-        self, hooks: list[DesiredObject], event: str, record: ArtifactRecord, *, force_all: bool
-    ) -> list[str]:
-        """Run the hooks of one event in weight order, as Helm does; returns report words."""
-        from pytest_devloop.sync.readiness import Waiter, WaitTimeout
-
-        chosen = [h for h in hooks if h.hook is not None and event in h.hook.events]
-        chosen.sort(
-            key=lambda h: (
-                h.hook.weight if h.hook else 0,
-                planning.install_rank(str(h.obj.get("kind"))),
-                str((h.obj.get("metadata") or {}).get("name")),
-            )
+    def _hooks(self) -> HookRunner:
+        return HookRunner(
+            self.kube,
+            timeout=self.config.wait_timeout,
+            ensure_namespace=self._ensure_namespace,
+            digest_of=self._hook_digest,
         )
-        words: list[str] = []
-        for h in chosen:
-            assert h.hook is not None
-            obj = h.obj
-            key = object_key(obj)
-            name = short_name(key)
-            d = planning.digest(obj)
-            if not force_all and event.endswith("upgrade") and record.hooks.get(key) == d:
-                words.append(f"{name} skipped (unchanged since it last succeeded)")
-                continue
-            api_res = self.kube.resource(str(obj.get("apiVersion")), str(obj.get("kind")))
-            if api_res is None:
-                raise SyncError(
-                    f"{h.source}: hook kind {obj.get('kind')} is not served by the cluster"
-                )
-            m = obj.get("metadata") or {}
-            # Pre-install hooks run before anything else of the release: their namespace
-            # may not exist yet (the release's objects create it only later in `_apply`).
-            if api_res.namespaced and m.get("namespace"):
-                self._ensure_namespace(str(m["namespace"]))
-            policies = h.hook.delete_policies
-            if "before-hook-creation" in policies:
-                self._delete_and_wait(api_res, m.get("namespace"), str(m.get("name")))
-            try:
-                live = self.kube.apply(api_res, obj, force=True)
-                Waiter(self.kube.api_client, timeout=self.config.wait_timeout).wait_or_raise([live])
-            except (KubeError, WaitTimeout) as e:
-                if "hook-failed" in policies:
-                    self.kube.delete(api_res, m.get("namespace"), str(m.get("name")))
-                raise SyncError(f"{event} hook {name} ({h.source}) failed: {e}") from e
-            record.hooks[key] = d
-            if "hook-succeeded" in policies:
-                self.kube.delete(api_res, m.get("namespace"), str(m.get("name")))
-            words.append(f"{name} ran ({event})")
-        return words
 
-    def _delete_and_wait(self, res: ApiResource, namespace: str | None, name: str) -> None:
-        if not self.kube.delete(res, namespace, name, propagation="Background"):
-            return
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and self.kube.get(res, namespace, name) is not None:
-            time.sleep(0.02)
+    def _hook_digest(self, key: str, obj: dict[str, Any]) -> str:
+        return planning.digest(obj)
 
     # -- helm deployer ------------------------------------------------------------------
 
