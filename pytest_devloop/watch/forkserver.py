@@ -14,6 +14,7 @@ Everything it starts shares its process group, so the parent can kill the whole 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import json
@@ -56,19 +57,36 @@ def _warm() -> None:
                 os.close(fd)
         sys.modules.pop("test_devloop_warm", None)
     # After the session: the package was imported (and marked) by pytest's own loader,
-    # so the test process does not warn that it was imported before rewriting.
-    for name in (
-        "config", "eventually", "impact", "kube", "plan", "plugin", "providers", "readiness",
-        "records", "render", "session", "state", "testrun", "view",
-    ):  # fmt: skip
+    # so the test process does not warn that it was imported before rewriting. Then every
+    # module a test process may use (about 0.2 s of imports a cycle would pay otherwise);
+    # not the embedded server, which runs in its own process.
+    for name in _modules_to_warm():
         try:
-            importlib.import_module(f"pytest_devloop.{name}")
-        except ImportError:
-            pass  # a module another version does not have: imported in the child if used
+            importlib.import_module(name)
+        except Exception:
+            pass  # imported in the child, where its error is reported, if it is used
+    for name in ("filelock", "concurrent.futures.thread", "kubernetes.config"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
     # Everything imported so far lives as long as the server: out of the collector's
     # sight, so a child's `gc.collect()` (pytest runs five at exit) scans only its own
     # objects, and no collection touches (and copies) the shared pages.
     gc.freeze()
+
+
+def _modules_to_warm() -> list[str]:
+    import pkgutil
+
+    import pytest_devloop
+
+    names = []
+    for info in pkgutil.walk_packages(pytest_devloop.__path__, "pytest_devloop."):
+        if info.name.startswith(("pytest_devloop.embedded", "pytest_devloop.__main__")):
+            continue
+        if info.name.endswith(".forkserver"):
+            continue
+        names.append(info.name)
+    return names
 
 
 def _child(request: dict[str, Any]) -> None:
