@@ -43,13 +43,16 @@ except ImportError:  # PyYAML built without libyaml: same results, about 10x slo
 
 __all__ = [
     "HOOK_EVENTS",
+    "ChartQueries",
     "ChartRenderError",
+    "ClusterAccess",
     "DesiredObject",
     "HelmTool",
     "HookSpec",
     "ManifestError",
     "ObjectRef",
     "RenderError",
+    "chart_queries",
     "find_kubectl",
     "helm_values_args",
     "load_yaml",
@@ -809,6 +812,22 @@ def _escape_key(key: str) -> str:
     return re.sub(r"([\\.\[\]=,])", r"\\\1", key)
 
 
+@dataclass(frozen=True)
+class ClusterAccess:
+    """How helm reaches the target cluster for a render against it (`lookup`)."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+
+    def helm_flags(self) -> list[str]:
+        flags: list[str] = []
+        if self.kubeconfig:
+            flags += ["--kubeconfig", self.kubeconfig]
+        if self.context:
+            flags += ["--kube-context", self.context]
+        return flags
+
+
 def render_chart(
     helm: HelmTool,
     *,
@@ -822,9 +841,15 @@ def render_chart(
     api_versions: list[str],
     include_crds: bool = True,
     is_upgrade: bool = False,
+    cluster: ClusterAccess | None = None,
 ) -> list[DesiredObject]:
     """The objects of a chart release, by `helm template`, in helm's output order (CRDs
     first, then manifests sorted by kind in install order, then hooks).
+
+    With `cluster`, the render runs against that cluster (`--dry-run=server`): `lookup`
+    returns its live objects (only reads; nothing is written) and `.Capabilities` are
+    the cluster's. Charts that call `lookup` need it to render what a `helm upgrade`
+    would install (`chart_queries` tells).
 
     Values are passed as `helm_values_args` explains. `kube_version` and `api_versions`
     set `.Capabilities` (give the cluster's, so that charts render for it). A chart whose
@@ -863,9 +888,11 @@ def render_chart(
         args += ["--api-versions", ",".join(api_versions)]
     if is_upgrade:
         args.append("--is-upgrade")
+    if cluster is not None:
+        args += ["--dry-run=server", *cluster.helm_flags()]
 
     started = time.perf_counter()
-    if helm.library is not None:
+    if helm.library is not None and cluster is None:
         objects = _render_in_process(
             helm, release, chart, namespace, values, set_values, kube_version, api_versions,
             include_crds=include_crds, is_upgrade=is_upgrade, started=started,
@@ -1078,34 +1105,111 @@ _STRING_LITERAL = re.compile(r'"(?:[^"\\\n]|\\.)*"|`[^`]*`')
 _LOOKUP_CALL = re.compile(r"(?<![\w.$])lookup(?!\w)")
 
 
-def _calls_lookup(text: str) -> bool:
-    if "lookup" not in text:
-        return False
+# `.Capabilities.APIVersions.Has "x"` with a literal: the render depends on x alone.
+_HAS_LITERAL = re.compile(r'Capabilities\.APIVersions\.Has\s+"((?:[^"\\\n]|\\.)*)"')
+_API_VERSIONS = re.compile(r"(?<!\w)APIVersions(?!\w)")
+_KUBE_VERSION = re.compile(r"(?<!\w)KubeVersion(?!\w)")
+# `.Capabilities` not followed by one of its fields read here: passed on whole.
+_CAPABILITIES_WHOLE = re.compile(
+    r"(?<!\w)Capabilities(?!\.(?:APIVersions|KubeVersion|HelmVersion)\b)"
+)
+_CHART_KUBE_VERSION = re.compile(r"^kubeVersion\s*:", re.M)
+
+
+@dataclass(frozen=True)
+class ChartQueries:
+    """What a chart's templates (and its subcharts', folders or `.tgz`) ask of the cluster.
+
+    `lookup`: a template calls `lookup`, so the render needs the live cluster.
+    `api_versions`: the API versions tested with a literal `.Capabilities.APIVersions.Has
+    "x"`; None when a template reads the list any other way (a variable, `printf`, the
+    whole `.Capabilities`), so that the render may depend on all of it. `kube_version`:
+    a template reads `.Capabilities.KubeVersion` (or the whole `.Capabilities`), or a
+    Chart.yaml constrains `kubeVersion`.
+    """
+
+    lookup: bool = False
+    api_versions: frozenset[str] | None = frozenset()
+    kube_version: bool = False
+
+    def merge(self, other: ChartQueries) -> ChartQueries:
+        versions = (
+            None
+            if self.api_versions is None or other.api_versions is None
+            else self.api_versions | other.api_versions
+        )
+        return ChartQueries(
+            self.lookup or other.lookup, versions, self.kube_version or other.kube_version
+        )
+
+    def capabilities(self, api_versions: Sequence[str], kube_version: str) -> list[str]:
+        """The part of a cluster's capabilities the chart's render can depend on, as text
+        for a fingerprint: a change elsewhere in the cluster's API list leaves it as is."""
+        out: list[str] = []
+        if self.api_versions is None:
+            out.append("api-versions:" + ",".join(api_versions))
+        else:
+            served = set(api_versions)
+            out += [f"has:{v}={v in served}" for v in sorted(self.api_versions)]
+        if self.kube_version:
+            out.append(f"kube-version:{kube_version}")
+        return out
+
+
+def _template_queries(text: str) -> ChartQueries:
+    lookup = False
+    versions: set[str] = set()
+    whole = False
+    kube = False
     for m in _ACTION.finditer(text):
-        body = _STRING_LITERAL.sub('""', _TEMPLATE_COMMENT.sub(" ", m.group(1)))
-        if _LOOKUP_CALL.search(body):
-            return True
-    return False
+        raw = _TEMPLATE_COMMENT.sub(" ", m.group(1))
+        if "Capabilities" in raw or "APIVersions" in raw or "KubeVersion" in raw:
+            versions |= {json.loads(f'"{v}"') for v in _HAS_LITERAL.findall(raw)}
+            rest = _STRING_LITERAL.sub('""', _HAS_LITERAL.sub(" ", raw))
+            if _API_VERSIONS.search(rest):
+                whole = True
+            if _KUBE_VERSION.search(rest):
+                kube = True
+            if _CAPABILITIES_WHOLE.search(rest):
+                whole = kube = True
+        if not lookup and "lookup" in raw:
+            lookup = bool(_LOOKUP_CALL.search(_STRING_LITERAL.sub('""', raw)))
+    return ChartQueries(lookup, None if whole else frozenset(versions), kube)
+
+
+def chart_queries(chart: Path) -> ChartQueries:
+    """What the chart and its subcharts (folders or packaged `.tgz` in `charts/`) ask of
+    the cluster: see `ChartQueries`."""
+    chart = Path(chart)
+    found = ChartQueries()
+    for path in sorted(chart.rglob("*")):
+        rel = path.relative_to(chart).parts
+        if not path.is_file():
+            continue
+        if _is_template_path(rel):
+            try:
+                found = found.merge(
+                    _template_queries(path.read_text(encoding="utf-8", errors="replace"))
+                )
+            except OSError:
+                continue
+        elif rel[-1] == "Chart.yaml":
+            try:
+                if _CHART_KUBE_VERSION.search(path.read_text(encoding="utf-8", errors="replace")):
+                    found = found.merge(ChartQueries(kube_version=True))
+            except OSError:
+                continue
+        elif path.suffix == ".tgz" and len(rel) >= 2 and rel[-2] == "charts":
+            with path.open("rb") as f:
+                found = found.merge(_archive_queries(f))
+    return found
 
 
 def uses_lookup(chart: Path) -> bool:
     """Whether a template of the chart or of one of its subcharts (folders or packaged
-    `.tgz` in `charts/`) calls `lookup`. `helm template` renders `lookup` as empty, so
-    such charts need a real `helm upgrade` to render what the cluster would get."""
-    chart = Path(chart)
-    for path in sorted(chart.rglob("*")):
-        rel = path.relative_to(chart).parts
-        if path.is_file() and _is_template_path(rel):
-            try:
-                if _calls_lookup(path.read_text(encoding="utf-8", errors="replace")):
-                    return True
-            except OSError:
-                continue
-        elif path.suffix == ".tgz" and len(rel) >= 2 and rel[-2] == "charts" and path.is_file():
-            with path.open("rb") as f:
-                if _archive_uses_lookup(f):
-                    return True
-    return False
+    `.tgz` in `charts/`) calls `lookup`: `helm template` renders `lookup` as empty, so
+    such charts render against the cluster (`render_chart(cluster=...)`)."""
+    return chart_queries(chart).lookup
 
 
 def _is_template_path(parts: tuple[str, ...]) -> bool:
@@ -1116,7 +1220,8 @@ def _is_template_path(parts: tuple[str, ...]) -> bool:
     return False
 
 
-def _archive_uses_lookup(fileobj: IO[bytes]) -> bool:
+def _archive_queries(fileobj: IO[bytes]) -> ChartQueries:
+    found = ChartQueries()
     try:
         with tarfile.open(fileobj=fileobj, mode="r:*") as archive:
             for member in archive:
@@ -1127,15 +1232,18 @@ def _archive_uses_lookup(fileobj: IO[bytes]) -> bool:
                 if data is None:
                     continue
                 if member.name.endswith(".tgz") and "charts" in parts:
-                    if _archive_uses_lookup(data):
-                        return True
-                elif _is_template_path(parts[1:]) and _calls_lookup(
+                    found = found.merge(_archive_queries(data))
+                elif _is_template_path(parts[1:]):
+                    text = data.read().decode("utf-8", errors="replace")
+                    found = found.merge(_template_queries(text))
+                elif parts[-1] == "Chart.yaml" and _CHART_KUBE_VERSION.search(
                     data.read().decode("utf-8", errors="replace")
                 ):
-                    return True
+                    found = found.merge(ChartQueries(kube_version=True))
     except (tarfile.TarError, OSError):
-        return False
-    return False
+        # Unreadable archive: helm will say so when it renders; assume the worst here.
+        return ChartQueries(False, None, True)
+    return found
 
 
 # -- manifests ------------------------------------------------------------------------------
