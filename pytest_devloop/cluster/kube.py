@@ -4,11 +4,13 @@ A thin adapter over the real `kubernetes` client (its `DynamicClient.request`, w
 handles TLS, tokens and exec plugins of the kubeconfig) that speaks plain JSON dicts, so
 the engine above it never deserializes into generated models and stays fast. Errors come
 back typed (`KubeError` with status and reason), chained from the client's exception.
+Also reads the merged kubeconfig (`read_kubeconfig`) for the guard, without connecting.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -292,8 +294,76 @@ def _typed(e: Any) -> KubeError:
     return KubeError(status, reason, message, body)
 
 
+def kubeconfig_location(path: str | None) -> str:
+    """The kubeconfig file list kubectl reads: `path`, else `$KUBECONFIG`, else ~/.kube/config.
+
+    Read when called: the client's own default (`KUBE_CONFIG_DEFAULT_LOCATION`) is fixed
+    when it is first imported, and would miss a `KUBECONFIG` set afterwards.
+    """
+    return path or os.environ.get("KUBECONFIG") or "~/.kube/config"
+
+
+@dataclass(frozen=True)
+class Kubeconfig:
+    """The merged kubeconfig as kubectl sees it (no connection is made to read it)."""
+
+    location: str  # the path list it was read from
+    files: tuple[str, ...]  # the files that exist, in merge order
+    current_context: str | None
+    contexts: dict[str, dict[str, Any]]  # context name -> its `context` body
+    clusters: dict[str, dict[str, Any]]  # cluster name -> its `cluster` body
+
+    def server(self, context: str) -> str:
+        return str(self.cluster(context).get("server") or "")
+
+    def cluster(self, context: str) -> dict[str, Any]:
+        return self.clusters.get(str(self.contexts.get(context, {}).get("cluster") or ""), {})
+
+
+def read_kubeconfig(path: str | None) -> Kubeconfig:
+    """Merge the kubeconfig files with the `kubernetes` client's merger, as kubectl does.
+
+    Several files (`KUBECONFIG=a:b`) merge by name with the first file winning, and the
+    current context is the first one a file sets (kubectl's rule; the client's merger
+    keeps the last, so it is taken from the files in order). Raises OSError, YAML errors
+    and `ConfigException` for unreadable files; missing files are skipped, as kubectl does.
+    """
+    from kubernetes.config.kube_config import KubeConfigMerger
+
+    location = kubeconfig_location(path)
+    merger = KubeConfigMerger(location)
+    merged = merger.config
+    if merged is None:
+        return Kubeconfig(location, (), None, {}, {})
+    value = merged.value
+
+    def named(item: str, body: str) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for node in value.get(item) or []:
+            entry = getattr(node, "value", node)
+            if isinstance(entry, dict) and entry.get("name") is not None:
+                out[str(entry["name"])] = dict(entry.get(body) or {})
+        return out
+
+    current = next(
+        (
+            str(doc["current-context"])
+            for doc in merger.config_files.values()
+            if isinstance(doc, dict) and doc.get("current-context")
+        ),
+        None,
+    )
+    return Kubeconfig(
+        location,
+        tuple(merger.paths),
+        current,
+        named("contexts", "context"),
+        named("clusters", "cluster"),
+    )
+
+
 def client_from_kubeconfig(path: str | None, context: str | None = None) -> Any:
-    """A `kubernetes` ApiClient for a kubeconfig file and context (None: defaults)."""
+    """A `kubernetes` ApiClient for a kubeconfig file list and context (None: defaults)."""
     from kubernetes import config
 
-    return config.new_client_from_config(config_file=path, context=context)
+    return config.new_client_from_config(config_file=kubeconfig_location(path), context=context)

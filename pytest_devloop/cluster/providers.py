@@ -1,14 +1,21 @@
 """Which cluster a sync talks to, and the guard that keeps devloop off clusters that matter.
 
 Owns the cluster providers (`embedded`, `current`, `kind:<name>`, `minikube:<profile>`,
-`k3d:<name>`) and the safety check that runs before anything is written: a context that
-does not look local (kind-*, minikube, k3d-*, docker-desktop, rancher-desktop, orbstack,
-or an API server on a loopback address) is refused unless `allow_contexts` lists it.
+`k3d:<name>`) and the safety check that runs before anything is written or any
+connection is made: a context that does not look local is refused unless
+`allow_contexts` lists it. For `current`, local means a local-looking name (kind-*,
+minikube, k3d-*, docker-desktop, rancher-desktop, orbstack) or an API server on a loopback
+address; a named provider checks that the context really is one of its kind (kind and
+k3d: `kind-<name>`/`k3d-<name>` with an API server on this machine; minikube: a profile
+that exists or an API server on this machine or minikube's own networks). A context
+reached through a `proxy-url` is never local. The decision reads only the merged
+kubeconfig files.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -34,9 +41,10 @@ class Target:
 
     provider: str
     context: str | None  # kubeconfig context (None: the file's current context)
-    kubeconfig: str | None  # kubeconfig path (None: the default loading rules)
+    kubeconfig: str | None  # kubeconfig path list (None: $KUBECONFIG or ~/.kube/config)
     server: str
     display: str
+    proxy_url: str = ""  # the context's cluster `proxy-url`, if any
 
     def api_client(self) -> Any:
         from pytest_devloop.cluster.kube import client_from_kubeconfig
@@ -44,14 +52,66 @@ class Target:
         return client_from_kubeconfig(self.kubeconfig, self.context)
 
 
+def _host(server: str) -> str:
+    try:
+        return (urlsplit(server).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
 def _is_loopback(server: str) -> bool:
-    host = urlsplit(server).hostname or ""
+    host = _host(server)
     if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+# Names a container runtime on this machine gives its published ports (Docker Desktop,
+# k3d's in-cluster view of the host).
+_THIS_MACHINE_NAMES = ("host.docker.internal", "kubernetes.docker.internal", "host.k3d.internal")
+# The networks minikube's drivers put their VM or container on (docker, kvm2,
+# virtualbox, hyperkit/qemu, vfkit).
+_MINIKUBE_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "192.168.49.0/24",
+        "192.168.39.0/24",
+        "192.168.59.0/24",
+        "192.168.64.0/24",
+        "192.168.105.0/24",
+    )
+)
+
+
+def _on_this_machine(server: str) -> bool:
+    """An API server address that only reaches this machine (loopback or unspecified)."""
+    host = _host(server)
+    if _is_loopback(server) or host in _THIS_MACHINE_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+def _on_minikube_network(server: str) -> bool:
+    try:
+        address = ipaddress.ip_address(_host(server))
+    except ValueError:
+        return False
+    return any(address in network for network in _MINIKUBE_NETWORKS)
+
+
+def minikube_profile_exists(profile: str) -> bool:
+    """Whether minikube has a profile of this name on this machine (its config file)."""
+    home = os.environ.get("MINIKUBE_HOME")
+    base = Path(home).expanduser() if home else Path.home()
+    if base.name != ".minikube":
+        base = base / ".minikube"
+    return (base / "profiles" / profile / "config.json").is_file()
 
 
 def looks_local(context: str, server: str) -> bool:
@@ -62,59 +122,102 @@ def looks_local(context: str, server: str) -> bool:
     )
 
 
-def check_allowed(target: Target, allow_contexts: list[str]) -> None:
-    """Refuse a non-local context not listed in `allow_contexts` (before any write)."""
-    if target.provider != "current":
-        return
+_LOCAL_LOOK = (
+    "it does not look like a local development cluster (kind-*, minikube, k3d-*, "
+    "docker-desktop, rancher-desktop, orbstack, or an API server on a loopback address)"
+)
+
+
+def refusal_reason(target: Target) -> str | None:
+    """Why the guard refuses `target` (None: it is local). Reads no network, only names."""
+    if target.provider == "embedded":
+        return None
     name = target.context or ""
-    if looks_local(name, target.server) or name in allow_contexts:
+    reason = _not_of_its_kind(target, name)
+    if reason is None and target.proxy_url:
+        return (
+            f"it is reached through the proxy {target.proxy_url} (proxy-url), so it is not a "
+            "cluster on this machine"
+        )
+    return reason
+
+
+def _not_of_its_kind(target: Target, name: str) -> str | None:
+    tool, _, cluster = target.provider.partition(":")
+    if tool in {"kind", "k3d"}:
+        if name == f"{tool}-{cluster}" and _on_this_machine(target.server):
+            return None
+        return (
+            f"it is not the {tool} cluster {cluster!r} (that is context {tool}-{cluster} with "
+            "an API server on this machine)"
+        )
+    if tool == "minikube":
+        if name == cluster and (
+            minikube_profile_exists(cluster)
+            or _on_this_machine(target.server)
+            or _on_minikube_network(target.server)
+        ):
+            return None
+        return (
+            f"it is not the minikube cluster {cluster!r} (no minikube profile {cluster!r} on "
+            "this machine, and the API server is not on this machine or a minikube network)"
+        )
+    return None if looks_local(name, target.server) else _LOCAL_LOOK
+
+
+def check_allowed(target: Target, allow_contexts: list[str]) -> None:
+    """Refuse a non-local context not listed in `allow_contexts` (before any connection)."""
+    name = target.context or ""
+    if name in allow_contexts:
+        return
+    reason = refusal_reason(target)
+    if reason is None:
         return
     raise ClusterRefused(
-        f"refusing kubeconfig context {name!r} (API server {target.server}): it does not "
-        f"look like a local development cluster (kind-*, minikube, k3d-*, docker-desktop, "
-        f"rancher-desktop, orbstack, or an API server on a loopback address), and devloop "
-        f"creates, updates and deletes objects. If it is a cluster you may change, allow it in "
-        f"devloop.yaml:\n  cluster:\n    allow_contexts: [{name}]"
+        f"refusing kubeconfig context {name!r} (API server {target.server or 'not set'}): "
+        f"{reason}, and devloop creates, updates and deletes objects. If it is a cluster you "
+        f"may change, allow it in devloop.yaml:\n  cluster:\n    allow_contexts: [{name}]"
     )
 
 
-def _contexts(
-    kubeconfig: str | None,
-) -> tuple[dict[str, dict[str, Any]], str | None, dict[str, str]]:
-    """(context name -> context, current context, cluster name -> server) of a kubeconfig."""
-    from kubernetes.config import kube_config
+def _kubeconfig(kubeconfig: str | None) -> Any:
+    """The merged kubeconfig; an unreadable file is a one-line error naming it."""
+    from pytest_devloop.cluster.kube import kubeconfig_location, read_kubeconfig
 
     try:
-        contexts, current = kube_config.list_kube_config_contexts(config_file=kubeconfig)
-    except Exception as e:  # the client raises ConfigException and file errors alike
+        return read_kubeconfig(kubeconfig)
+    except Exception as e:  # the client raises ConfigException, YAML and file errors alike
         raise ClusterUnavailable(
-            f"cannot read kubeconfig {kubeconfig or '~/.kube/config'}: {e}"
+            f"cannot read kubeconfig {kubeconfig_location(kubeconfig)}: {e} (fix the file, or "
+            "point KUBECONFIG at another one)"
         ) from e
-    import yaml
-
-    servers: dict[str, str] = {}
-    paths = [kubeconfig] if kubeconfig else kube_config.KUBE_CONFIG_DEFAULT_LOCATION.split(":")
-    for p in paths:
-        try:
-            doc = yaml.safe_load(Path(p).expanduser().read_text()) or {}
-        except OSError:
-            continue
-        for c in doc.get("clusters") or []:
-            servers.setdefault(c.get("name"), (c.get("cluster") or {}).get("server", ""))
-    by_name = {c["name"]: c for c in contexts}
-    return by_name, (current or {}).get("name"), servers
 
 
 def _kube_target(
     provider: str, context: str | None, kubeconfig: str | None, display: str | None = None
 ) -> Target:
-    contexts, current, servers = _contexts(kubeconfig)
-    name = context or current
-    if not name or name not in contexts:
-        known = ", ".join(sorted(contexts)) or "none"
-        raise ClusterUnavailable(f"kubeconfig context {name!r} not found (contexts: {known})")
-    cluster = (contexts[name].get("context") or {}).get("cluster", "")
-    return Target(provider, name, kubeconfig, servers.get(cluster, ""), display or name)
+    merged = _kubeconfig(kubeconfig)
+    name = context or merged.current_context
+    if not name or name not in merged.contexts:
+        known = ", ".join(sorted(merged.contexts)) or "none"
+        where = ", ".join(merged.files) or f"{merged.location} (no such file)"
+        if not name:
+            raise ClusterUnavailable(
+                f"no current kubeconfig context in {where} (contexts: {known}); choose one with "
+                "--devloop-context or `cluster: context:` in devloop.yaml"
+            )
+        raise ClusterUnavailable(
+            f"kubeconfig context {name!r} not found in {where} (contexts: {known})"
+        )
+    cluster = merged.cluster(name)
+    return Target(
+        provider,
+        name,
+        kubeconfig,
+        str(cluster.get("server") or ""),
+        display or name,
+        proxy_url=str(cluster.get("proxy-url") or ""),
+    )
 
 
 _TOOL_CONTEXT = {"kind": "kind-{}", "minikube": "{}", "k3d": "k3d-{}"}
@@ -133,7 +236,7 @@ def resolve(
     kubeconfig: str | None = None,
     create: bool = False,
 ) -> Target:
-    """The Target for a provider string of the config or the command line."""
+    """The Target for a provider string of the config or the command line (no connection)."""
     if provider == "embedded":
         from pytest_devloop.embedded import cluster as embedded
 
@@ -148,12 +251,11 @@ def resolve(
             f"minikube:<profile> or k3d:<name>"
         )
     ctx = _TOOL_CONTEXT[tool].format(name)
-    contexts, _, _ = _contexts(kubeconfig)
-    if ctx not in contexts:
+    if ctx not in _kubeconfig(kubeconfig).contexts:
         command = [part.format(name) for part in _TOOL_CREATE[tool]]
         if not create:
             raise ClusterUnavailable(
-                f"{tool} cluster {name!r} not found (no kubeconfig context {ctx!r}); create it "
+                f"no {tool} cluster {name!r} exists (no kubeconfig context {ctx!r}); create it "
                 f"with `{' '.join(command)}`, or let devloop do it with --devloop-create-cluster"
             )
         if shutil.which(tool) is None:
