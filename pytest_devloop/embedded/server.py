@@ -14,13 +14,10 @@ and delayed ACKs.
 
 from __future__ import annotations
 
-import base64
 import hmac
-import json
 import logging
 import queue
 import random
-import re
 import select
 import socket
 import ssl
@@ -33,9 +30,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from pytest_devloop.embedded import bodies, errors, openapi
+from pytest_devloop.embedded import bodies, errors, listing, openapi, printers
 from pytest_devloop.embedded.errors import ApiError
 from pytest_devloop.embedded.store import Change, Obj, Store, clone, dumps, meta, now_rfc3339
+from pytest_devloop.embedded.validation import Validation
 from pytest_devloop.k8s import apply as ssa
 from pytest_devloop.k8s import patch as patching
 from pytest_devloop.k8s.resources import ResourceType, api_group, api_resource_list
@@ -70,7 +68,6 @@ MAX_DISCARD = 64 * 1024 * 1024  # an oversized body up to this is read and dropp
 # version dispatcher asks /version before it sends any credentials.
 PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
 KUBE_VERSION = "v1.33.0"
-_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
 class Admit(Protocol):
@@ -101,6 +98,8 @@ class Request:
         self.accept = ""
         self.user_agent = ""
         self.body = b""
+        # `Warning` headers of the answer (unknown fields under fieldValidation=Warn, ...).
+        self.warnings: list[str] = []
 
     def body_text(self) -> str:
         try:
@@ -131,6 +130,7 @@ class ApiServer:
         self.registry = store.registry
         self.token = token
         self.admit = admit
+        self.validation = Validation(store)
         self.bookmark_interval = bookmark_interval
         self.started = time.time()
         self.stopping = threading.Event()
@@ -263,7 +263,12 @@ class ApiServer:
                 503, "ServiceUnavailable", "the embedded cluster does not proxy to this resource"
             )
         if m == "GET":
-            return 200, self.present(req.rt, self.must_get(req), req.version), ""
+            obj = self.present(req.rt, self.must_get(req), req.version)
+            table_version = printers.wants_table(req.accept)
+            if table_version:
+                list_meta = {"resourceVersion": meta(obj).get("resourceVersion", "")}
+                return 200, self.as_table(req, [obj], list_meta, table_version), ""
+            return 200, obj, ""
         if m == "PUT":
             return self.do_update(req)
         if m == "PATCH":
@@ -350,6 +355,47 @@ class ApiServer:
         out["apiVersion"] = api_version
         out["kind"] = rt.kind
         return out
+
+    def crd_of(self, rt: ResourceType) -> Obj | None:
+        if rt.builtin or not rt.crd_name:
+            return None
+        crd_rt = self.registry.get("apiextensions.k8s.io", "customresourcedefinitions")
+        return self.store.get(crd_rt, None, rt.crd_name) if crd_rt is not None else None
+
+    def crd_field_labels(self, rt: ResourceType) -> frozenset[str]:
+        """A CRD's `selectableFields` (with the leading dot dropped) for field selectors."""
+        crd = self.crd_of(rt)
+        if crd is None:
+            return frozenset()
+        out: set[str] = set()
+        for v in (crd.get("spec") or {}).get("versions") or []:
+            for f in v.get("selectableFields") or []:
+                out.add(str(f.get("jsonPath", "")).lstrip("."))
+        return frozenset(out)
+
+    def as_table(
+        self, req: Request, items: list[Obj], list_meta: dict[str, Any], table_version: str
+    ) -> Obj:
+        """`kubectl get`'s view: the kind's printer columns (CRD ones for custom resources)."""
+        rt = req.rt
+        assert rt is not None
+        include = req.q("includeObject")
+        if include not in ("", "None", "Object", "PartialObjectMetadata"):
+            raise errors.bad_request(
+                f'includeObject: Unsupported value: "{include}": supported values: '
+                '"None", "Object", "PartialObjectMetadata"'
+            )
+        if include == "Object":
+            items = [self.present(rt, o, req.version) for o in items]
+        return printers.table(
+            rt.key,
+            items,
+            table_version=table_version,
+            include_object=include,
+            crd=self.crd_of(rt),
+            version=req.version,
+            list_meta=list_meta,
+        )
 
     def do_service_proxy(self, req: Request) -> tuple[int, Any, str]:
         """`services/[scheme:]name[:port]/proxy/...`: forward to one endpoint address.
@@ -510,7 +556,7 @@ class ApiServer:
                 rt.group,
                 [("metadata.name", "Required value: name or generateName is required")],
             )
-        if not isinstance(name, str) or len(name) > 253 or not _NAME_RE.match(name):
+        if not isinstance(name, str):
             raise errors.invalid(
                 rt.kind,
                 str(name),
@@ -568,6 +614,7 @@ class ApiServer:
             field_match = parse_field_selector(req.q("fieldSelector"))
         except SelectorError as e:
             raise errors.bad_request(str(e)) from e
+        listing.check_field_selector(rt, req.q("fieldSelector"), self.crd_field_labels(rt))
         if req.q("watch").lower() in ("true", "1"):
             return 200, ("WATCH", label_reqs, field_match), ""
         if req.flag("sendInitialEvents"):
@@ -577,28 +624,12 @@ class ApiServer:
                 "meta.k8s.io",
                 [("sendInitialEvents", "Forbidden: sendInitialEvents is forbidden for list")],
             )
-        items, rv = self.store.list(rt, req.namespace, label_reqs, field_match)
-        items = sorted(items, key=lambda o: (meta(o).get("namespace", ""), meta(o).get("name", "")))
-        list_meta: dict[str, Any] = {"resourceVersion": str(rv)}
-        limit = int(req.q("limit", "0") or 0)
-        cont = req.q("continue")
-        if cont:
-            try:
-                token = json.loads(base64.urlsafe_b64decode(cont.encode()))
-                start = (token["ns"], token["name"])
-            except (ValueError, KeyError, TypeError) as e:
-                raise errors.bad_request("invalid continue token") from e
-            items = [
-                o for o in items if (meta(o).get("namespace", ""), meta(o).get("name", "")) > start
-            ]
-        if limit > 0 and len(items) > limit:
-            last = items[limit - 1]
-            token_data = {"ns": meta(last).get("namespace", ""), "name": meta(last).get("name", "")}
-            list_meta["continue"] = base64.urlsafe_b64encode(
-                json.dumps(token_data).encode()
-            ).decode()
-            list_meta["remainingItemCount"] = len(items) - limit
-            items = items[:limit]
+        items, list_meta = listing.list_page(
+            self.store, rt, req.namespace, label_reqs, field_match, req.query
+        )
+        table_version = printers.wants_table(req.accept)
+        if table_version:
+            return 200, self.as_table(req, items, list_meta, table_version), ""
         api_version = rt.api_version(req.version)
         encoded = [
             self.store.encoded(o)
@@ -662,7 +693,9 @@ class ApiServer:
             "Event",
         ) and "status" in rt.subresources else None
         meta(obj).pop("uid", None)  # the server assigns identities; admission may need one
+        req.warnings += self.validation.decode(rt, req.version, obj, req.q("fieldValidation"))
         self.admit(rt, obj, None, dry_run=dry)
+        self.validation.validate(rt, obj, None)
         obj = self.track(rt, None, obj, manager, None)
         stored = self.store.create(rt, obj, dry_run=dry)
         if rt.key == "apiextensions.k8s.io/customresourcedefinitions" and not dry:
@@ -716,7 +749,9 @@ class ApiServer:
         expected = str(meta(obj).get("resourceVersion") or "")
         manager = self.manager(req, req.user_agent)
         if req.sub is None:
+            req.warnings += self.validation.decode(rt, req.version, obj, req.q("fieldValidation"))
             self.admit(rt, obj, old, dry_run=dry)
+            self.validation.validate(rt, obj, old)
         if "managedFields" not in meta(obj) and meta(old).get("managedFields"):
             meta(obj)["managedFields"] = meta(old)["managedFields"]
         obj = self.track(rt, old, obj, manager, req.sub)
@@ -812,7 +847,12 @@ class ApiServer:
             patched["apiVersion"] = old.get("apiVersion", rt.api_version(req.version))
             patched["kind"] = rt.kind
             if req.sub is None:
+                warnings = self.validation.decode(
+                    rt, req.version, patched, req.q("fieldValidation")
+                )
                 self.admit(rt, patched, old, dry_run=dry)
+                self.validation.validate(rt, patched, old)
+                req.warnings += warnings
             patched = self.track(rt, old, patched, manager, req.sub)
             try:
                 stored = self.store.update(
@@ -859,6 +899,12 @@ class ApiServer:
         if meta(applied).get("managedFields") is not None:
             raise errors.bad_request("metadata.managedFields must be nil")
         self.check_body(req, applied, require_name=True)
+        if req.sub is None:
+            if not rt.builtin:
+                req.warnings += self.validation.decode(
+                    rt, req.version, clone(applied), req.q("fieldValidation")
+                )
+            req.warnings += self.validation.decode_applied(rt, req.version, applied)
         for _attempt in range(5):
             old = self.store.get(rt, req.namespace, req.name)
             want_rv = meta(applied).get("resourceVersion")
@@ -893,13 +939,17 @@ class ApiServer:
                 if old is None:
                     new.pop("status", None) if "status" in rt.subresources else None
                     meta(new).pop("uid", None)
+                    self.validation.decode(rt, req.version, new, "Ignore")
                     self.admit(rt, new, None, dry_run=dry)
+                    self.validation.validate(rt, new, None)
                     stored = self.store.create(rt, new, dry_run=dry)
                     if rt.key == "apiextensions.k8s.io/customresourcedefinitions" and not dry:
                         stored = self.establish_crd(stored)
                     return 201, self.present(rt, stored, req.version), ""
                 if req.sub is None:
+                    self.validation.decode(rt, req.version, new, "Ignore")
                     self.admit(rt, new, old, dry_run=dry)
+                    self.validation.validate(rt, new, old)
                 stored = self.store.update(
                     rt,
                     new,
@@ -1131,6 +1181,17 @@ class ApiServer:
         return data
 
 
+def warning_headers(warnings: list[str]) -> list[tuple[str, str]]:
+    """RFC 7234 `Warning` headers as kube-apiserver sends them (code 299, agent `-`)."""
+    seen: list[str] = []
+    for w in warnings:
+        if w not in seen:
+            seen.append(w)
+    return [
+        ("Warning", '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"') for w in seen
+    ]
+
+
 class Handler(BaseHTTPRequestHandler):
     """Per-connection request handler; all state lives on `server.api`."""
 
@@ -1160,7 +1221,11 @@ class Handler(BaseHTTPRequestHandler):
         self.handle_api("DELETE")
 
     def send_payload(
-        self, code: int, body: bytes, ctype: str, extra: dict[str, str] | None = None
+        self,
+        code: int,
+        body: bytes,
+        ctype: str,
+        extra: dict[str, str] | list[tuple[str, str]] | None = None,
     ) -> None:
         reason = self.responses.get(code, ("",))[0]
         lines = [
@@ -1169,7 +1234,8 @@ class Handler(BaseHTTPRequestHandler):
             f"Content-Length: {len(body)}",
             "Cache-Control: no-cache, private",
         ]
-        for k, v in (extra or {}).items():
+        pairs = extra.items() if isinstance(extra, dict) else extra or []
+        for k, v in pairs:
             lines.append(f"{k}: {v}")
         self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
 
@@ -1217,10 +1283,11 @@ class Handler(BaseHTTPRequestHandler):
             if isinstance(body, tuple) and body and body[0] == "FOLLOW":
                 self.stream_logs(req, body[1], body[2])
                 return
+            extra = warning_headers(req.warnings)
             if isinstance(body, bytes):
-                self.send_payload(code, body, ctype or "application/octet-stream")
+                self.send_payload(code, body, ctype or "application/octet-stream", extra)
             else:
-                self.send_payload(code, dumps(body), "application/json")
+                self.send_payload(code, dumps(body), "application/json", extra)
         except ApiError as e:
             if e.code == 401:
                 self.send_payload(
