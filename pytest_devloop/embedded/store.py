@@ -31,6 +31,7 @@ from pytest_devloop.k8s.selectors import Requirement, labels_match
 Obj = dict[str, Any]
 # `Store.list` shadows the builtin inside the class body, so annotations there use these.
 Lines = list[str]
+Objs = list[Obj]
 ObjectsByType = list[tuple[ResourceType, Obj]]
 Requirements = list[Requirement]
 FieldMatch = Callable[[Mapping[str, Any]], bool]
@@ -225,6 +226,50 @@ class Store:
                     continue
                 out.append(obj)
             return out, self._rv
+
+    def list_at(
+        self,
+        rt: ResourceType,
+        rv: int,
+        namespace: str | None = None,
+        label_reqs: Requirements | None = None,
+        field_match: FieldMatch | None = None,
+    ) -> Objs:
+        """The objects of `rt` as they were at resourceVersion `rv`: a consistent snapshot.
+
+        Rebuilt by undoing, newest first, the writes after `rv` that the history still
+        holds; 410 Expired when `rv` is older than the history.
+        """
+        with self.lock:
+            if rv >= self._rv:
+                return self.list(rt, namespace, label_reqs, field_match)[0]
+            if rv < self._compacted_rv:
+                raise errors.expired(f"too old resource version: {rv} ({self._compacted_rv + 1})")
+            bucket = dict(self._data.get(rt.key, {}))
+            # Walking back, the last assignment per key is the earliest write after rv,
+            # whose `old` is the state at rv.
+            for change in reversed(self._history):
+                if change.rv <= rv:
+                    break
+                if change.rt.key != rt.key:
+                    continue
+                m = meta(change.new)
+                key = (str(m.get("namespace") or ""), str(m.get("name", "")))
+                before = change.old  # None for a create: the object did not exist yet
+                if before is None:
+                    bucket.pop(key, None)
+                else:
+                    bucket[key] = before
+        out: Objs = []
+        for (ns, _), obj in bucket.items():
+            if namespace is not None and ns != namespace:
+                continue
+            if label_reqs and not labels_match(label_reqs, meta(obj).get("labels")):
+                continue
+            if field_match is not None and not field_match(obj):
+                continue
+            out.append(obj)
+        return out
 
     def all_objects(self) -> ObjectsByType:
         with self.lock:
