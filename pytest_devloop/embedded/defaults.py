@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from pytest_devloop.embedded import errors
+from pytest_devloop.embedded import admission, errors
 from pytest_devloop.embedded.store import Store, meta
 from pytest_devloop.k8s.resources import ResourceType
 
@@ -462,6 +462,7 @@ class Admission:
             # A create never keeps a client's uid; assigning it here lets defaults
             # that name the uid (a Job's selector) agree with the stored object.
             obj.setdefault("metadata", {})["uid"] = str(uuid.uuid4())
+        admission.admit(self.store, rt, obj, old)
         apply_defaults(rt, obj, old)
         if rt.key == "services":
             self._allocate_service(rt, obj, old, dry_run)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from pytest_devloop.embedded import errors
+from pytest_devloop.embedded import errors, scheduler
 from pytest_devloop.embedded.defaults import qos_class
 from pytest_devloop.embedded.reconcile import (
     ANN_CRASH_LOOP,
@@ -172,7 +172,8 @@ def pod_fits_node(pod: Obj, node: Obj) -> bool:
 class Kubelet(Controller):
     """Scheduler plus the kubelets of every Ready node, driven by pod keys and timers."""
 
-    watches = ("pods", "nodes")
+    # ConfigMaps, Secrets and claims: a pod waiting for one starts when it appears.
+    watches = ("pods", "nodes", "configmaps", "secrets", "persistentvolumeclaims")
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
@@ -181,11 +182,26 @@ class Kubelet(Controller):
         self._ips: dict[str, str] = {}  # pod uid -> pod IP from the pool
         self._unschedulable: set[tuple[str, str]] = set()
         self._on_node: dict[str, set[tuple[str, str]]] = {}
+        self._waiting: set[tuple[str, str]] = set()  # pods blocked on a missing object
 
     def handlers(self) -> dict[str, Handler]:
         return {"pod": self.reconcile}
 
+    def _lookup(self, kind: str, namespace: str, name: str) -> Obj | None:
+        rt = {
+            "configmap": self.ctx.rt("", "configmaps"),
+            "secret": self.ctx.rt("", "secrets"),
+            "persistentvolumeclaim": self.ctx.pvcs,
+        }[kind]
+        return self.ctx.get(rt, namespace, name)
+
     def observe(self, change: Change) -> None:
+        if change.rt.key in ("configmaps", "secrets", "persistentvolumeclaims"):
+            ns = str(meta(change.new).get("namespace", ""))
+            for pod_ns, pod_name in sorted(self._waiting | self._unschedulable):
+                if pod_ns == ns:
+                    self.ctx.enqueue(Key("pod", pod_ns, pod_name))
+            return
         if change.rt.key == "nodes":
             if change.type != "DELETED" and node_is_ready(change.new):
                 for ns, name in sorted(self._unschedulable):
@@ -199,6 +215,7 @@ class Kubelet(Controller):
             self._on_node.get(old_node, set()).discard((ns, name))
         if change.type == "DELETED":
             self._unschedulable.discard((ns, name))
+            self._waiting.discard((ns, name))
             self._bound_at.pop(uid, None)
             self._applied.pop(uid, None)
             self.ctx.pod_ips.release(self._ips.pop(uid, None))
@@ -246,15 +263,33 @@ class Kubelet(Controller):
         m = meta(pod)
         ns, name = str(m.get("namespace")), str(m.get("name"))
         nodes = ctx.ready_nodes()
-        fitting = [n for n in nodes if pod_fits_node(pod, n)]
+        claim = scheduler.claim_missing(pod, self._lookup)
+        reasons: dict[str, int] = {}
+        fitting = []
+        for n in [] if claim else nodes:
+            if not pod_fits_node(pod, n):
+                why = "node(s) didn't match Pod's node affinity/selector or had untolerated taints"
+                reasons[why] = reasons.get(why, 0) + 1
+                continue
+            short = self._bound_pods(str(meta(n).get("name")))
+            lacking = scheduler.insufficient(pod, n, short)
+            if lacking:
+                for res in lacking:
+                    why = "Too many pods" if res == "pods" else f"Insufficient {res}"
+                    reasons[why] = reasons.get(why, 0) + 1
+                continue
+            fitting.append(n)
         if not fitting:
             self._unschedulable.add((ns, name))
-            message = (
-                f"0/{len(nodes)} nodes are available: {len(nodes)} node(s) didn't match "
-                "Pod's node affinity/selector or had untolerated taints."
-                if nodes
-                else "no nodes available to schedule pods"
-            )
+            if claim:
+                message = (
+                    f"0/{len(nodes)} nodes are available: {claim}. preemption: 0/{len(nodes)} "
+                    f"nodes are available: {len(nodes)} Preemption is not helpful for scheduling."
+                )
+            elif nodes:
+                message = scheduler.unschedulable_message(len(nodes), reasons)
+            else:
+                message = "no nodes available to schedule pods"
             status = clone(pod.get("status") or {})
             status["conditions"] = set_condition(
                 status.get("conditions") or [],
@@ -294,6 +329,15 @@ class Kubelet(Controller):
             component="default-scheduler",
         )
         self._run(stored, node)
+
+    def _bound_pods(self, node_name: str) -> list[Obj]:
+        ctx = self.ctx
+        out = []
+        for ns, name in self._on_node.get(node_name, ()):
+            other = ctx.get(ctx.pods, ns, name)
+            if other is not None and not pod_is_terminal(other):
+                out.append(other)
+        return out
 
     def _ready_delay(self, pod: Obj) -> float:
         return _float_annotation(pod, ANN_READY_DELAY, self.ctx.config.pod_ready_delay)
@@ -336,8 +380,29 @@ class Kubelet(Controller):
             if started is not None and (pod.get("status") or {}).get("phase") == "Running":
                 age = self._ready_delay(pod) + max(0.0, ctx.wall() - started)
             self._bound_at[uid] = now - age
-        stage, next_in = self._stage(pod, now - self._bound_at[uid])
         key = Key("pod", str(m.get("namespace")), str(m.get("name")))
+        missing = scheduler.missing_dependency(pod, self._lookup)
+        if missing is not None:
+            # The kubelet retries until the object appears; the start delay counts from then.
+            self._waiting.add((key.namespace, key.name))
+            self._bound_at[uid] = now
+            stage: Stage = ("blocked", missing.reason, missing.message)
+            if self._applied.get(uid) == stage:
+                return
+            if ctx.update_status(ctx.pods, pod, self._status(pod, node, stage)) is None:
+                return
+            self._applied[uid] = stage
+            ctx.record(
+                pod,
+                missing.reason if missing.reason == "FailedMount" else "Failed",
+                missing.message if missing.reason == "FailedMount" else f"Error: {missing.message}",
+                warning=True,
+                component="kubelet",
+                host=str(meta(node).get("name")),
+            )
+            return
+        self._waiting.discard((key.namespace, key.name))
+        stage, next_in = self._stage(pod, now - self._bound_at[uid])
         if next_in is not None:
             ctx.enqueue_after(next_in, key)
         previous = self._applied.get(uid)
@@ -371,7 +436,7 @@ class Kubelet(Controller):
         status: Obj = {}
         if kind == "done":
             status["phase"] = stage[1]
-        elif kind in ("creating", "pull"):
+        elif kind in ("creating", "pull", "blocked"):
             status["phase"] = "Pending"
         else:
             status["phase"] = "Running"
@@ -379,7 +444,8 @@ class Kubelet(Controller):
         inits = [c for c in spec.get("initContainers") or [] if isinstance(c, dict)]
         names = " ".join(str(c.get("name")) for c in containers)
         ready = kind == "running" and bool(stage[1])
-        started = kind != "creating"
+        mounting = kind == "blocked" and stage[1] == "FailedMount"
+        started = kind != "creating" and not mounting
         conds = list(old.get("conditions") or [])
 
         def put(ctype: str, ok: bool, reason: str = "", message: str = "") -> None:
@@ -422,7 +488,7 @@ class Kubelet(Controller):
         )
         status["hostIP"] = host_ip
         status["hostIPs"] = [{"ip": host_ip}]
-        if kind != "creating":
+        if started:
             ip = self._pod_ip(pod, host_ip)
             status["podIP"] = ip
             status["podIPs"] = [{"ip": ip}]
@@ -510,6 +576,12 @@ class Kubelet(Controller):
             "lastState": {},
         }
         old_state = (old or {}).get("state") or {}
+        if kind == "blocked":
+            if stage[1] == "FailedMount":
+                out["state"] = {"waiting": {"reason": "ContainerCreating"}}
+            else:
+                out["state"] = {"waiting": {"reason": stage[1], "message": stage[2]}}
+            return out
         if kind == "creating":
             out["state"] = {
                 "waiting": {"reason": "PodInitializing" if has_inits else "ContainerCreating"}
@@ -613,7 +685,7 @@ class Kubelet(Controller):
             ctx.store.append_log(ns, name, f"{ctx.now()} devloop: {line}")
 
         first_start = kind in ("running", "crash", "done") and (
-            previous is None or previous[0] in ("creating", "pull")
+            previous is None or previous[0] in ("creating", "pull", "blocked")
         )
         if first_start:
             for c in containers:

@@ -54,8 +54,9 @@ class SimulationConfig:
     # Base interval of simulated back-offs (crash loops, image pulls); doubles each time.
     restart_backoff: float = 1.0
     events_per_namespace: int = 300
-    node_cpu: str = "8"
-    node_memory: str = "32Gi"
+    # A realistic worker: requests above this leave pods Pending (FailedScheduling).
+    node_cpu: str = "4"
+    node_memory: str = "16Gi"
     node_pods: str = "110"
     seed: int | None = None
     # Ready pods answer HTTP on podIP:containerPort (`/metrics`, probes): see podnet.py.
@@ -156,6 +157,7 @@ class Context:
         self.enqueue = enqueue
         self.enqueue_after = enqueue_after
         self.admit = admit
+        self.last_create_error: errors.ApiError | None = None
         self.index = ObjectIndex()
         self.rng = random.Random(config.seed)
         self.pod_ips = AddressPool(POD_IP_RANGE)
@@ -242,7 +244,9 @@ class Context:
         try:
             self.admit(rt, obj, None)
             return self.store.create(rt, obj)
-        except errors.ApiError:
+        except errors.ApiError as e:
+            # Kept for the controller's `FailedCreate` event (a refused pod, say).
+            self.last_create_error = e
             return None
 
     def update(self, rt: ResourceType, obj: Obj) -> Obj | None:

@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from pytest_devloop.embedded import bodies, errors, listing, openapi, printers
+from pytest_devloop.embedded import bodies, disruption, errors, listing, openapi, printers
 from pytest_devloop.embedded.errors import ApiError
 from pytest_devloop.embedded.store import Change, Obj, Store, clone, dumps, meta, now_rfc3339
 from pytest_devloop.embedded.validation import Validation
@@ -1026,6 +1026,7 @@ class ApiServer:
         body = self.body_object(req)
         pod = self.must_get(req)
         if req.sub == "eviction":
+            disruption.check_eviction(self.store, pod)
             self.store.delete(rt, req.namespace, req.name)
         else:
             node = (body.get("target") or {}).get("name")

@@ -128,6 +128,15 @@ class ReplicaSetController(Controller):
                 )
                 created = ctx.create(ctx.pods, pod)
                 if created is None:
+                    refused = ctx.last_create_error
+                    if refused is not None and refused.code == 403:
+                        ctx.record(
+                            rs,
+                            "FailedCreate",
+                            f"Error creating: {refused.message}",
+                            warning=True,
+                            component="replicaset-controller",
+                        )
                     break
                 active.append(created)
                 ctx.record(
