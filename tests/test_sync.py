@@ -319,7 +319,8 @@ def test_first_sync_creates_everything_and_a_second_renders_and_writes_nothing(
         rf"devloop: web: 0 updated, 5 created, 0 pruned, 0 unchanged, {SECONDS}", first.line
     )
     assert first.result.ok and first.result.artifacts[0].rendered
-    assert first.helm == ["version", "template"]
+    # Rendered twice: fields that differ between two renders are generated (none here).
+    assert first.helm == ["version", "template", "template"]
     # The namespace, the five objects and the in-cluster inventory: one request each.
     assert first.writes == 7
     for kind, name in WEB_OBJECTS:
@@ -991,22 +992,51 @@ def test_deployer_helm_goes_through_helm_upgrade_install(
         return releases
 
     run = project.sync()
-    assert run.line == "devloop: web: helm upgrade --install (deployer: helm)"
-    assert "upgrade" in run.helm and "template" not in run.helm
+    assert run.line == (
+        "devloop: web: helm upgrade --install (deployer: helm): 0 updated, 5 created, "
+        "0 removed, 0 unchanged"
+    )
+    # Helm installs; devloop then reads what it installed, and renders nothing itself.
+    assert run.helm == ["version", "upgrade", "get", "get"]
     assert [(r["name"], r["revision"], r["status"]) for r in helm_list()] == [
         ("web", "1", "deployed")
     ]
     assert must_read(k8s, "Deployment", ns, "web-web")
 
     again = project.sync()
-    assert again.line == "devloop: web: unchanged (inputs unchanged; deployed with helm)"
+    assert again.line == "devloop: web: unchanged (5 objects; deployed with helm)"
     assert (again.writes, again.helm) == (0, [])
+    # Status knows the release's objects and their drift, as for any chart.
+    lines, writes = project.status()
+    assert (lines[-1], writes) == ("devloop: web: 5 objects, no drift, inputs unchanged", 0)
 
     project.edit("charts/web/values.yaml", "replicas: 1", "replicas: 2")
     upgraded = project.sync()
-    assert upgraded.line == "devloop: web: helm upgrade --install (deployer: helm)"
+    assert upgraded.line == (
+        "devloop: web: helm upgrade --install (deployer: helm): 1 updated "
+        "(Deployment/web-web: spec.replicas), 0 created, 0 removed, 4 unchanged"
+    )
+    # Affected-test selection sees exactly the object and field that changed.
+    assert upgraded.result.changed == [(f"apps/Deployment/{ns}/web-web", ["spec.replicas"])]
     assert [(r["name"], r["revision"]) for r in helm_list()] == [("web", "2")]
     assert must_read(k8s, "Deployment", ns, "web-web")["spec"]["replicas"] == 2
+
+    kube = Kube(k8s)
+    deployments = kube.resource("apps/v1", "Deployment")
+    assert deployments is not None
+    kube.apply(
+        deployments,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web-web", "namespace": ns},
+            "spec": {"replicas": 5},
+        },
+        force=True,
+        field_manager="someone",
+    )
+    lines, _ = project.status()
+    assert "1 drifted (Deployment/web-web" in lines[-1], lines
 
 
 # -- 7. bad input ------------------------------------------------------------------------------------

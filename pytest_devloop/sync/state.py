@@ -57,6 +57,10 @@ class ArtifactRecord:
     # Keys of `objects` no longer rendered but of a kind never pruned implicitly: still
     # devloop's (prunable once allowed), but not part of the desired state.
     kept: list[str] = field(default_factory=list)
+    # Per object or hook key: paths (keys and list indexes) whose rendered value differs
+    # between two renders of the same inputs (`randAlphaNum`, `now`): the applied value
+    # is kept there.
+    unstable: dict[str, list[list[str | int]]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,6 +69,7 @@ class ArtifactRecord:
             "objects": {k: v.to_json() for k, v in sorted(self.objects.items())},
             "hooks": dict(sorted(self.hooks.items())),
             "kept": sorted(self.kept),
+            "unstable": dict(sorted(self.unstable.items())),
         }
 
     @classmethod
@@ -83,6 +88,11 @@ class ArtifactRecord:
             },
             hooks={str(k): str(v) for k, v in (data.get("hooks") or {}).items()},
             kept=[str(k) for k in data.get("kept") or []],
+            unstable={
+                str(k): [list(path) for path in v if isinstance(path, list)]
+                for k, v in (data.get("unstable") or {}).items()
+                if isinstance(v, list)
+            },
         )
 
 

@@ -21,13 +21,16 @@ from typing import Any
 
 from pytest_devloop.artifacts.fingerprint import FileHasher, combine, helmignore_matcher
 from pytest_devloop.artifacts.render import (
+    ChartQueries,
+    ClusterAccess,
     DesiredObject,
     HelmTool,
     RenderError,
+    chart_queries,
     helm_values_args,
+    parse_stream,
     render_chart,
     render_manifests,
-    uses_lookup,
 )
 from pytest_devloop.cluster.kube import ApiResource, Kube, KubeError
 from pytest_devloop.cluster.providers import Target, check_allowed
@@ -37,6 +40,7 @@ from pytest_devloop.sync import plan as planning
 from pytest_devloop.sync.hooks import HookFailed, HookReport, HookRunner
 from pytest_devloop.sync.plan import Plan, Recorded, object_key, project, short_name
 from pytest_devloop.sync.state import ArtifactRecord, ObjectRecord, StateStore
+from pytest_devloop.sync.unstable import diff_paths, keep_values, path_text, without
 
 ARTIFACT_LABEL = "devloop.dev/artifact"
 INVENTORY_PREFIX = "devloop-inventory-"
@@ -133,6 +137,8 @@ class Syncer:
         self.state_store = StateStore(config.root)
         self.hasher = FileHasher.load(config.root / ".devloop" / "filestats.json")
         self._helm_version_text: str | None = None
+        self._chart_queries: dict[str, ChartQueries] = {}
+        self._unstable: dict[str, list[list[str | int]]] = {}
         self._timings: dict[str, float] = {}
 
     @classmethod
@@ -292,7 +298,8 @@ class Syncer:
                 for k, r in record.objects.items()
                 if k not in record.kept
             }
-            live = self._live(entry.name, recorded, desired)
+            labelled = not (isinstance(entry, ChartRelease) and entry.deployer == "helm")
+            live = self._live(entry.name, recorded, desired, labelled=labelled)
             the_plan = planning.plan_artifact(
                 entry.name, {k: d.obj for k, d in desired.items()}, recorded, live
             )
@@ -455,8 +462,7 @@ class Syncer:
                 json.dumps(entry.set_string, sort_keys=True),
                 entry.deployer,
                 self._helm_version(),
-                server_version,
-                "\n".join(api_versions),
+                *self._queries(entry).capabilities(api_versions, server_version),
             )
         assert isinstance(entry, ManifestSet)
         digest = (
@@ -465,6 +471,15 @@ class Syncer:
             else self.hasher.file_digest(entry.path)
         )
         return combine("manifests", entry.name, namespace, digest, str(entry.kustomize))
+
+    def _queries(self, entry: ChartRelease) -> ChartQueries:
+        """What the chart asks of the cluster, read once per content of its folder."""
+        digest = self.hasher.tree_digest(entry.path, ignore=helmignore_matcher(entry.path))
+        found = self._chart_queries.get(digest)
+        if found is None:
+            found = chart_queries(entry.path)
+            self._chart_queries[digest] = found
+        return found
 
     def _sync_artifact(
         self,
@@ -487,21 +502,11 @@ class Syncer:
             and record.fingerprint == fingerprint
             and record.namespace == namespace
         )
-        if isinstance(entry, ChartRelease) and (
-            entry.deployer == "helm" or uses_lookup(entry.path)
-        ):
-            if unchanged_inputs and not full:
-                res.line = (
-                    f"devloop: {entry.name}: unchanged (inputs unchanged; deployed with helm)"
-                )
-                return
-            why = "deployer: helm" if entry.deployer == "helm" else "the chart uses `lookup`"
-            if plan_only:
-                res.line = f"devloop: {entry.name}: would run helm upgrade --install ({why})"
-                return
-            self._helm_upgrade(entry, namespace)
-            records[entry.name] = ArtifactRecord(fingerprint, namespace)
-            res.line = f"devloop: {entry.name}: helm upgrade --install ({why})"
+        if isinstance(entry, ChartRelease) and entry.deployer == "helm":
+            self._sync_helm(
+                entry, namespace, fingerprint, records, res, crd_scopes,
+                unchanged=unchanged_inputs and not full, plan_only=plan_only,
+            )  # fmt: skip
             return
 
         if unchanged_inputs and not full:
@@ -513,6 +518,7 @@ class Syncer:
                 if key not in record.kept
             }
             hooks: list[DesiredObject] = []
+            unstable = dict(record.unstable)
         else:
             t_render = time.perf_counter()
             rendered = self._render(kind, entry, namespace, api_versions, server_version, record)
@@ -521,6 +527,10 @@ class Syncer:
             )
             res.rendered = True
             desired, hooks = self._resolve(entry.name, rendered, namespace, crd_scopes)
+            unstable = self._stabilize(
+                kind, entry, namespace, api_versions, server_version, record,
+                desired, hooks, crd_scopes,
+            )  # fmt: skip
         recorded = {
             key: Recorded(rec.digest, rec.applied, _observed(rec))
             for key, rec in (record.objects.items() if record else [])
@@ -552,8 +562,9 @@ class Syncer:
             )
             return
         new_record = ArtifactRecord(
-            fingerprint, namespace, {}, dict(record.hooks) if record else {}
+            fingerprint, namespace, {}, dict(record.hooks) if record else {}, unstable=unstable
         )
+        self._unstable = unstable
         first_install = record is None
         t_apply = time.perf_counter()
         event = "install" if first_install else "upgrade"
@@ -587,6 +598,54 @@ class Syncer:
                     records.pop(entry.name, None)
                 raise
         records[entry.name] = new_record
+        if isinstance(entry, ChartRelease) and res.rendered:
+            self._converge(entry, records, res, api_versions, server_version, crd_scopes)
+
+    def _converge(
+        self,
+        entry: ChartRelease,
+        records: dict[str, ArtifactRecord],
+        res: ArtifactResult,
+        api_versions: list[str],
+        server_version: str,
+        crd_scopes: dict[tuple[str, str], bool],
+    ) -> None:
+        """Render once more when the CRDs this sync created change what the chart's
+        `.Capabilities.APIVersions.Has` checks answer (an operator chart that renders its
+        ServiceMonitor only once the CRD is served): one sync installs what two `helm
+        upgrade`s would, and the next sync has nothing to do."""
+        created = [
+            key
+            for key, fields in res.changed
+            if planning.kind_of(key) == "CustomResourceDefinition" and fields == ["create"]
+        ]
+        queries = self._queries(entry)
+        if not created or queries.api_versions == frozenset():
+            return
+        groups = {str((res.desired.get(k) or {}).get("spec", {}).get("group", "")) for k in created}
+        if queries.api_versions is not None and not any(
+            v.split("/")[0] in groups for v in queries.api_versions
+        ):
+            return
+        self.kube.refresh()
+        api_versions[:] = self.kube.api_versions_with_kinds()
+        record = records[entry.name]
+        namespace = self.namespace_for(entry.namespace)
+        if self._fingerprint("chart", entry, namespace, api_versions, server_version) == (
+            record.fingerprint
+        ):
+            return
+        again = ArtifactResult(entry.name, "chart")
+        self._sync_artifact(
+            "chart", entry, records, again, api_versions, server_version, crd_scopes,
+            plan_only=False, full=False,
+        )  # fmt: skip
+        res.changed += again.changed
+        res.desired = again.desired
+        res.hooks = [*res.hooks, *(h for h in again.hooks if " ran (" in h)]
+        if res.plan is not None and again.plan is not None:
+            seen = {a.key for a in res.plan.actions}
+            res.plan.actions += [a for a in again.plan.actions if a.key not in seen]
 
     def _render(
         self,
@@ -610,9 +669,65 @@ class Syncer:
                 kube_version=server_version or None,
                 api_versions=api_versions,
                 is_upgrade=record is not None,
+                cluster=(
+                    ClusterAccess(self.target.kubeconfig, self.target.context)
+                    if self._queries(entry).lookup
+                    else None
+                ),
             )
         assert isinstance(entry, ManifestSet)
         return render_manifests(entry.path, kustomize=entry.kustomize, artifact=entry.name)
+
+    def _stabilize(
+        self,
+        kind: str,
+        entry: ChartRelease | ManifestSet,
+        namespace: str,
+        api_versions: list[str],
+        server_version: str,
+        record: ArtifactRecord | None,
+        desired: dict[str, _Desired],
+        hooks: list[DesiredObject],
+        crd_scopes: dict[tuple[str, str], bool],
+    ) -> dict[str, list[list[str | int]]]:
+        """Find the fields a chart generates anew on each render and keep their applied
+        values; returns the unstable paths per object key (see `sync.unstable`).
+
+        An object devloop has not rendered before (all of them on a first sync) is
+        rendered a second time with the same inputs: where the two renders differ, the
+        value is generated. This is said once, when found; later renders keep the value
+        applied before there, so nothing is written unless an input changed it.
+        """
+        unstable = dict(record.unstable) if record else {}
+        if not isinstance(entry, ChartRelease):
+            return unstable
+        known = set(record.objects) | set(record.hooks) if record else set()
+        hook_objs = {object_key(h.obj): h.obj for h in hooks}
+        fresh = [k for k in [*desired, *hook_objs] if k not in known]
+        if fresh:
+            again = self._render(kind, entry, namespace, api_versions, server_version, record)
+            desired2, hooks2 = self._resolve(entry.name, again, namespace, crd_scopes)
+            second = {k: d.obj for k, d in desired2.items()}
+            second.update({object_key(h.obj): h.obj for h in hooks2})
+            for key in fresh:
+                first = desired[key].obj if key in desired else hook_objs[key]
+                paths = diff_paths(first, second[key]) if key in second else []
+                if paths:
+                    unstable[key] = paths
+                    shown = ", ".join(path_text(p) for p in paths[:3])
+                    more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+                    self.out(
+                        f"devloop: {entry.name}: {short_name(key)}: {shown}{more} "
+                        f"{'is' if len(paths) == 1 else 'are'} generated anew on each render; "
+                        "keeping the live value"
+                    )
+                else:
+                    unstable.pop(key, None)
+        for key, paths in unstable.items():
+            prev = record.objects.get(key) if record else None
+            if key in desired and prev is not None:
+                keep_values(desired[key].obj, paths, prev.applied)
+        return {k: v for k, v in unstable.items() if k in desired or k in hook_objs}
 
     def _resolve(
         self,
@@ -620,8 +735,11 @@ class Syncer:
         rendered: list[DesiredObject],
         namespace: str,
         crd_scopes: dict[tuple[str, str], bool],
+        *,
+        label: bool = True,
     ) -> tuple[dict[str, _Desired], list[DesiredObject]]:
-        """Namespaces filled in, the artifact label added, hooks set apart."""
+        """Namespaces filled in, the artifact label added (unless not `label`: objects
+        Helm installed are read as they are), hooks set apart."""
         # CRDs rendered here define kinds the cluster may not serve yet.
         for d in rendered:
             if d.obj.get("kind") == "CustomResourceDefinition":
@@ -657,7 +775,8 @@ class Syncer:
             if d.hook is not None:
                 hooks.append(d)
                 continue
-            m.setdefault("labels", {})[ARTIFACT_LABEL] = artifact
+            if label:
+                m.setdefault("labels", {})[ARTIFACT_LABEL] = artifact
             key = object_key(obj)
             if key in desired:
                 raise SyncError(
@@ -669,9 +788,15 @@ class Syncer:
     # -- live state -----------------------------------------------------------------
 
     def _live(
-        self, artifact: str, recorded: dict[str, Recorded], desired: dict[str, _Desired]
+        self,
+        artifact: str,
+        recorded: dict[str, Recorded],
+        desired: dict[str, _Desired],
+        *,
+        labelled: bool = True,
     ) -> dict[str, dict[str, Any] | None]:
-        """Live objects of the inventory, one list request per kind and namespace."""
+        """Live objects of the inventory, one list request per kind and namespace
+        (`labelled`: only those with devloop's artifact label; Helm-path objects have none)."""
         wanted: dict[tuple[str, str, str], list[str]] = {}
         for key, rec in recorded.items():
             obj = rec.applied or desired.get(key, _Desired(key, {}, "", None)).obj
@@ -686,7 +811,8 @@ class Syncer:
             res = self.kube.resource(api_version, kind)
             if res is None:
                 continue
-            for item in self.kube.list(res, namespace or None, f"{ARTIFACT_LABEL}={artifact}"):
+            selector = f"{ARTIFACT_LABEL}={artifact}" if labelled else None
+            for item in self.kube.list(res, namespace or None, selector):
                 k = object_key(dict(item, apiVersion=api_version))
                 if k in live:
                     live[k] = item
@@ -866,9 +992,93 @@ class Syncer:
         )
 
     def _hook_digest(self, key: str, obj: dict[str, Any]) -> str:
-        return planning.digest(obj)
+        # A hook with a generated value (a random token) is the same hook on each render.
+        return planning.digest(without(obj, self._unstable.get(key, [])))
 
     # -- helm deployer ------------------------------------------------------------------
+
+    def _sync_helm(
+        self,
+        entry: ChartRelease,
+        namespace: str,
+        fingerprint: str,
+        records: dict[str, ArtifactRecord],
+        res: ArtifactResult,
+        crd_scopes: dict[tuple[str, str], bool],
+        *,
+        unchanged: bool,
+        plan_only: bool,
+    ) -> None:
+        """`deployer: helm`: Helm installs the release; devloop then reads what it
+        installed (`helm get manifest` and `hooks`) and records it as for any chart, so
+        status, drift and affected-test selection know its objects. A release whose
+        inputs did not change runs no Helm command at all."""
+        record = records.get(entry.name)
+        why = "deployer: helm"
+        if unchanged:
+            assert record is not None
+            res.desired = {k: r.applied for k, r in record.objects.items()}
+            res.line = (
+                f"devloop: {entry.name}: unchanged ({len(record.objects)} objects; "
+                "deployed with helm)"
+            )
+            return
+        if plan_only:
+            res.line = f"devloop: {entry.name}: would run helm upgrade --install ({why})"
+            return
+        self._helm_upgrade(entry, namespace)
+        rendered = self._helm_release_objects(entry, namespace)
+        desired, hooks = self._resolve(entry.name, rendered, namespace, crd_scopes, label=False)
+        new_record = ArtifactRecord(fingerprint, namespace)
+        recorded = {k: Recorded(planning.digest(d.obj), d.obj, None) for k, d in desired.items()}
+        live = self._live(entry.name, recorded, desired, labelled=False)
+        updated: list[str] = []
+        created = removed = 0
+        for key, d in desired.items():
+            prev = record.objects.get(key) if record else None
+            digest = planning.digest(d.obj)
+            current = live.get(key)
+            observed = project(d.obj, current) if current is not None else None
+            new_record.objects[key] = ObjectRecord(digest, d.obj, d.source, observed)
+            if prev is None:
+                res.changed.append((key, ["create"]))
+                created += 1
+            elif prev.digest != digest:
+                paths = [path_text(p) for p in diff_paths(prev.applied, d.obj)]
+                res.changed.append((key, paths))
+                updated.append(f"{short_name(key)}: {', '.join(paths[:3])}")
+        for h in hooks:
+            new_record.hooks[object_key(h.obj)] = planning.digest(h.obj)
+        for key in sorted(set(record.objects) - set(desired)) if record else []:
+            res.changed.append((key, ["prune"]))
+            removed += 1
+        res.desired = {k: d.obj for k, d in desired.items()}
+        records[entry.name] = new_record
+        upd = f"{len(updated)} updated"
+        if updated:
+            upd += f" ({'; '.join(updated[:3])}{'; ...' if len(updated) > 3 else ''})"
+        unchanged_count = len(desired) - created - len(updated)
+        res.line = (
+            f"devloop: {entry.name}: helm upgrade --install ({why}): {upd}, {created} created, "
+            f"{removed} removed, {unchanged_count} unchanged"
+            + (f", {len(hooks)} hooks run by helm" if hooks else "")
+        )
+
+    def _helm_release_objects(self, entry: ChartRelease, namespace: str) -> list[DesiredObject]:
+        """The release's objects and hooks as Helm recorded them."""
+        out: list[DesiredObject] = []
+        for what in ("manifest", "hooks"):
+            cmd = [
+                self.helm.executable, "get", what, entry.name, "--namespace", namespace,
+                *ClusterAccess(self.target.kubeconfig, self.target.context).helm_flags(),
+            ]  # fmt: skip
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
+            if proc.returncode != 0:
+                raise SyncError(
+                    f"helm get {what} {entry.name} failed after the upgrade:\n{proc.stderr.strip()}"
+                )
+            out += parse_stream(proc.stdout, artifact=entry.name, default_source=str(entry.path))
+        return out
 
     def _helm_upgrade(self, entry: ChartRelease, namespace: str) -> None:
         cmd = [
@@ -880,10 +1090,7 @@ class Syncer:
         cmd += helm_values_args(list(entry.values), self._values(entry), dict(entry.set_string))
         if entry.wait:
             cmd += ["--wait", "--timeout", f"{int(self.config.wait_timeout)}s"]
-        if self.target.kubeconfig:
-            cmd += ["--kubeconfig", self.target.kubeconfig]
-        if self.target.context:
-            cmd += ["--kube-context", self.target.context]
+        cmd += ClusterAccess(self.target.kubeconfig, self.target.context).helm_flags()
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise SyncError(f"helm upgrade --install {entry.name} failed:\n{proc.stderr.strip()}")
