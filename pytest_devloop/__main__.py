@@ -1,6 +1,7 @@
 """The `devloop` command line (`python -m pytest_devloop`).
 
-Subcommands: `cluster up|down|status` manage the embedded cluster's background process.
+Subcommands: `cluster up|down|status` manage the embedded cluster's background process;
+`sync` and `status` sync or compare; `gc` deletes this project's stale CI namespaces.
 """
 
 from __future__ import annotations
@@ -52,6 +53,29 @@ def _parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=text, description=text)
         _add_sync_options(p, plan=name == "sync")
+    text = (
+        "delete this project's CI namespaces (left by killed --devloop-ci runs) older than "
+        "ci.stale_after (default 1 h)"
+    )
+    p = sub.add_parser("gc", help=text, description=text)
+    p.add_argument("--rootdir", type=Path, default=Path(), help="project folder (default: .)")
+    p.add_argument("--config", type=Path, default=None, help="config file (default: devloop.yaml)")
+    p.add_argument(
+        "--cluster",
+        default=None,
+        help="provider: embedded, current, kind:<name>, minikube:<profile>, k3d:<name>",
+    )
+    p.add_argument("--context", default=None, help="kubeconfig context (provider current)")
+    p.add_argument(
+        "--older-than",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="age in seconds (default: ci.stale_after of devloop.yaml)",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="list what would be deleted, delete nothing"
+    )
     return parser
 
 
@@ -142,6 +166,46 @@ def _sync(args: argparse.Namespace, *, status_only: bool) -> int:
     return 0 if result.ok else 1
 
 
+def _gc(args: argparse.Namespace) -> int:
+    from pytest_devloop.cluster.kube import Kube, KubeError
+    from pytest_devloop.cluster.providers import ClusterRefused, ClusterUnavailable
+    from pytest_devloop.cluster.session import Options, load, target_for
+    from pytest_devloop.config.model import ConfigError
+    from pytest_devloop.run import teardown
+
+    try:
+        options = Options(
+            rootdir=args.rootdir.resolve(),
+            config=args.config,
+            cluster=args.cluster,
+            context=args.context,
+        )
+        config = load(options)
+        if config is None:
+            print(
+                f"devloop: no devloop.yaml or skaffold.yaml in {options.rootdir}", file=sys.stderr
+            )
+            return 2
+        target = target_for(config, options)
+    except (ConfigError, ClusterRefused, ClusterUnavailable) as e:
+        print(f"devloop: {e}", file=sys.stderr)
+        return 2
+    older = args.older_than if args.older_than is not None else config.ci.stale_after
+    try:
+        found = teardown.collect(
+            Kube(target.api_client()),
+            teardown.project_identity(config),
+            older,
+            dry_run=args.dry_run,
+        )
+    except KubeError as e:
+        print(f"devloop: gc: {e}", file=sys.stderr)
+        return 1
+    if not found:
+        print(f"devloop: gc: no CI namespace of this project is older than {older:.0f} s")
+    return 0
+
+
 def _cluster(action: str, directory: Path, port: int) -> int:
     from pytest_devloop.embedded import cluster
 
@@ -185,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "cluster":
         return _cluster(args.action, args.dir, getattr(args, "port", 0))
+    if args.command == "gc":
+        return _gc(args)
     if args.command in ("sync", "status"):
         return _sync(args, status_only=args.command == "status")
     parser.print_help()

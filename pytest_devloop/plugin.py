@@ -359,6 +359,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         run.teardown()
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # An interrupt during the session-start sync (SIGTERM/SIGHUP/Ctrl-C) skips
+    # pytest_sessionfinish: the CI namespace may exist already, so tear down here too.
+    run: TestRun | None = config.stash.get(_RUN_KEY, None)
+    if run is None or run.is_worker:
+        return
+    try:
+        run.teardown()
+    finally:
+        if run.signals is not None:
+            run.signals.uninstall()
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     if not _active(config):
         return

@@ -430,6 +430,20 @@ class PruneSpec(_Model):
     namespaces: bool = False
 
 
+class CiSpec(_Model):
+    """CI mode (`--devloop-ci`): `stale_after` seconds after which this project's CI
+    namespaces left by killed runs are deleted (by the next CI run and `devloop gc`)."""
+
+    stale_after: float = 3600.0
+
+    @field_validator("stale_after")
+    @classmethod
+    def _positive_age(cls, value: float) -> float:
+        if value <= 0:
+            raise _fail("devloop_stale_after", f"must be more than 0 seconds (got {value})")
+        return value
+
+
 class EmbeddedPrometheusSpec(_Model):
     """`prometheus: embedded:`: devloop runs a local `prometheus` (see docs/prometheus.md)."""
 
@@ -512,6 +526,7 @@ class Config(_Model):
     images: list[ImageSpec] = []
     wait_timeout: float = 120.0
     prune: PruneSpec = Field(default_factory=PruneSpec)
+    ci: CiSpec = Field(default_factory=CiSpec)
     image_registry: str | None = None
     prometheus: dict[str, Any] | None = None
     warnings: list[str] = []

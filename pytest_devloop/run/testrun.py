@@ -9,6 +9,7 @@ failed test's report, and CI mode's fresh namespace and guaranteed teardown.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -76,6 +77,8 @@ class TestRun:
         # Wall-clock second the CI sync started: cluster-scoped objects created before it
         # existed already (CI mode reads no state, so its plan calls everything "create").
         self.ci_started: float | None = None
+        self.signals: Any = None  # run.teardown.SignalTeardown in CI mode
+        self._torn_down = False
         self._recorder: Any = None
         self.records: dict[str, dict[str, Any]] = {}  # nodeid -> TestRecord json (this run)
         self.outcomes: dict[str, str] = {}
@@ -135,6 +138,11 @@ class TestRun:
         for warning in self.config.warnings:
             self.write(f"devloop: warning: {warning}")
         if self.mode == "ci":
+            from pytest_devloop.run.teardown import SignalTeardown
+
+            # From here on SIGTERM/SIGHUP unwind like Ctrl-C, so the teardown runs.
+            self.signals = SignalTeardown()
+            self.signals.install()
             self.ci_namespace = f"devloop-{secrets.token_hex(3)}"
             self.ci_started = float(int(time.time()))
             self.write(
@@ -142,6 +150,8 @@ class TestRun:
             )
         try:
             self.target = session_mod.target_for(self.config, self.options)
+            if self.mode == "ci":
+                self._prepare_ci_namespace()
             syncer = Syncer.from_options(
                 self.config,
                 self.target,
@@ -420,18 +430,47 @@ class TestRun:
         created = _created_at(kube.get(res, None, name))
         return created is not None and created >= self.ci_started
 
+    def _prepare_ci_namespace(self) -> None:
+        """Collect this project's stale CI namespaces, then create this run's, labelled."""
+        from pytest_devloop.cluster.kube import Kube, KubeError
+        from pytest_devloop.run import teardown as ci
+
+        assert self.config is not None and self.ci_namespace is not None
+        kube = Kube(self.target.api_client())
+        project = ci.project_identity(self.config)
+        try:
+            ci.collect(
+                kube, project, self.config.ci.stale_after, out=self.write, keep=self.ci_namespace
+            )
+            ci.create_namespace(kube, self.ci_namespace, project)
+        except KubeError as e:
+            # The sync that follows meets the same cluster and reports it in its own words.
+            self.write(f"devloop: CI namespace {self.ci_namespace}: {e}")
+
     def teardown(self, *, wait: float = 60.0) -> None:
-        """Delete the CI namespace and what the run created outside it (always)."""
-        if self.is_worker or self.ci_namespace is None or self.summary is None:
+        """Delete the CI namespace and what the run created outside it (always, once).
+
+        Also after an interrupted sync (no summary yet): the namespace may exist already.
+        """
+        if self.is_worker or self.ci_namespace is None or self._torn_down:
             return
+        if self.summary is None and self.target is None:
+            return  # the guard did not even pass: nothing was created
+        self._torn_down = True
+        with self.signals.deferred() if self.signals else contextlib.nullcontext():
+            self._teardown(wait)
+
+    def _teardown(self, wait: float) -> None:
+        assert self.ci_namespace is not None
+        where_obj: Any = self.summary or self.target
         if self.pytest_config.getoption("devloop_keep"):
             # The run's cluster is often not kubectl's current one (the embedded cluster
             # never is): the command names it.
             where = "".join(
                 f" --{flag} {shlex.quote(value)}"
                 for flag, value in (
-                    ("kubeconfig", self.summary.kubeconfig),
-                    ("context", self.summary.context),
+                    ("kubeconfig", where_obj.kubeconfig),
+                    ("context", where_obj.context),
                 )
                 if value
             )
@@ -443,7 +482,7 @@ class TestRun:
         from pytest_devloop.cluster.kube import Kube, KubeError, client_from_kubeconfig
         from pytest_devloop.sync.plan import install_rank
 
-        kube = Kube(client_from_kubeconfig(self.summary.kubeconfig, self.summary.context))
+        kube = Kube(client_from_kubeconfig(where_obj.kubeconfig, where_obj.context))
         leftovers: list[str] = []
         ns_res = kube.resource("v1", "Namespace")
         assert ns_res is not None
@@ -451,11 +490,11 @@ class TestRun:
             kube.delete(ns_res, None, self.ci_namespace)
         except KubeError as e:
             leftovers.append(f"Namespace/{self.ci_namespace} ({e})")
-        for key in sorted(
-            self.summary.created_cluster_scoped, key=lambda k: -install_rank(k.split("/")[1])
-        ):
+        created = self.summary.created_cluster_scoped if self.summary else []
+        desired = self.summary.desired if self.summary else {}
+        for key in sorted(created, key=lambda k: -install_rank(k.split("/")[1])):
             group, kind, _, name = key.split("/", 3)
-            obj = self.summary.desired.get(key) or {}
+            obj = desired.get(key) or {}
             res = kube.resource(str(obj.get("apiVersion") or _api_version_of(None, group)), kind)
             if res is None or not self._created_by_this_run(kube, res, name):
                 continue
