@@ -600,3 +600,100 @@ def test_example_project_scrape_test_is_selected_after_a_servicemonitor_edit(
             timeout=60,
             check=False,
         )
+
+
+# -- VictoriaMetrics as the scraper, waits on cluster events, count="ready" -------------------
+
+VICTORIA_METRICS = shutil.which("victoria-metrics") or os.environ.get("DEVLOOP_VICTORIA_METRICS")
+
+
+@pytest.fixture
+def vm_prom(env: Env, tmp_path: Path) -> Iterator[Prometheus]:
+    from pytest_devloop.prometheus.events import ClusterChanges
+    from pytest_devloop.prometheus.victoria import LocalVictoriaMetrics
+
+    if VICTORIA_METRICS is None:
+        message = "victoria-metrics is not installed: apt-get install victoria-metrics"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI=true and {message}", pytrace=False)
+        pytest.skip(message)
+    local = LocalVictoriaMetrics(VICTORIA_METRICS, tmp_path / "vm")
+    emb = EmbeddedPrometheus(ClusterReader(env.kube).read, local)
+    emb.changes = ClusterChanges(env.api_client)
+    emb.refresh()
+    try:
+        yield Prometheus(local.http(), refresh=emb.refresh, mode="embedded", changes=emb.changes)
+    finally:
+        emb.stop()
+        env.apply(deployment(1))
+
+
+def test_victoria_metrics_follows_a_scale_and_count_ready_counts_the_ready_pods(
+    env: Env, vm_prom: Prometheus
+) -> None:
+    [one] = vm_prom.wait_for_targets(job=JOB, count="ready", timeout=20)
+    assert one.health == "up" and one.scrape_pool == "serviceMonitor/sms-checker/sms-checker-app/0"
+
+    env.apply(deployment(3))
+    # "ready" follows the cluster: once the Deployment is 3/3 Ready, 3 targets are up.
+    deadline = time.monotonic() + 20
+    while True:
+        targets = vm_prom.wait_for_targets(job=JOB, count="ready", timeout=20)
+        if len(targets) == 3 or time.monotonic() > deadline:
+            break
+    pods = {
+        p["metadata"]["name"]
+        for p in env.kube.list(env.kube.resource("v1", "Pod"), NS)  # type: ignore[arg-type]
+        if p["metadata"]["name"].startswith("sms-checker-app-")
+    }
+    assert {t.labels["pod"] for t in targets} == pods and len(pods) == 3
+    assert all(t.health == "up" for t in targets)
+    # The same queries the fixture offers, answered by VictoriaMetrics.
+    deadline = time.monotonic() + 15
+    while True:
+        samples = vm_prom.query(f'up{{job="{JOB}"}}')
+        if len(samples) == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert {s.labels["pod"] for s in samples} == pods
+
+
+def test_count_ready_needs_the_embedded_mode() -> None:
+    prom = Prometheus(PrometheusHttp("http://127.0.0.1:9"), mode="url")
+    with pytest.raises(ValueError, match=r'count="ready"\) needs the embedded mode'):
+        prom.wait_for_targets(count="ready", timeout=0.1)
+
+
+@pytest.mark.pure
+def test_ready_count_counts_ready_endpoints_per_scrape_pool() -> None:
+    from pytest_devloop.prometheus.targets import ready_count
+
+    def endpoint(ip: str, ready: bool | None) -> dict[str, Any]:
+        e: dict[str, Any] = {"addresses": [ip], "targetRef": {"kind": "Pod", "name": ip}}
+        if ready is not None:
+            e["conditions"] = {"ready": ready}
+        return e
+
+    slices = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "sms-checker-app-x",
+            "namespace": NS,
+            "labels": {"kubernetes.io/service-name": "sms-checker-app"},
+        },
+        "ports": [{"name": "http", "port": 8080}],
+        "endpoints": [
+            endpoint("127.2.0.1", True),
+            endpoint("127.2.0.2", None),
+            endpoint("127.2.0.3", False),
+        ],
+    }
+    plan = resolve(
+        ClusterObjects(service_monitors=[monitor()], services=[SERVICE], endpoint_slices=[slices])
+    )
+    [job] = [j for j in plan.jobs if j.monitor_key]
+    assert len(job.groups) == 3  # every endpoint is a target, as Prometheus discovers them
+    assert ready_count(plan, JOB) == 2  # the not-ready one is not waited for
+    assert ready_count(plan, "other") == 0
+    assert ready_count(plan, None) == 2

@@ -34,12 +34,11 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from pytest_devloop.k8s import selectors
-from pytest_devloop.run.eventually import eventually
 from pytest_devloop.selection.records import ListRead, normalize_selector
 
 __all__ = [
@@ -62,8 +61,11 @@ __all__ = [
 
 INSTALL_HINT = (
     "no `prometheus` binary on PATH: install it (`apt-get install prometheus`, or "
-    "scripts/tools.sh) or set `prometheus: url:` in devloop.yaml"
+    "scripts/tools.sh; `apt-get install victoria-metrics` applies target changes at once) "
+    "or set `prometheus: url:` in devloop.yaml"
 )
+ENGINE_VARIABLE = "DEVLOOP_PROMETHEUS_ENGINE"
+POOL_LABEL = "__devloop_scrape_pool__"  # dropped after relabelling, kept in discoveredLabels
 MONITORING = "monitoring.coreos.com"
 ANNOTATION_JOB = "kubernetes-pods"
 _SUPPORTED_ENDPOINT = frozenset(
@@ -119,7 +121,11 @@ class Target:
             health=str(data.get("health") or "unknown"),
             last_error=str(data.get("lastError") or ""),
             scrape_url=str(data.get("scrapeUrl") or ""),
-            scrape_pool=str(data.get("scrapePool") or ""),
+            # VictoriaMetrics names a pool by its job label; devloop's generated
+            # configuration for it carries the pool's name as a discovered label.
+            scrape_pool=str(
+                (data.get("discoveredLabels") or {}).get(POOL_LABEL) or data.get("scrapePool") or ""
+            ),
             labels=labels,
         )
 
@@ -216,11 +222,15 @@ class Prometheus:
         refresh: Callable[[], ScrapePlan] | None = None,
         record: Callable[[ScrapePlan | None, str | None], None] | None = None,
         mode: str = "url",
+        changes: Any = None,
     ) -> None:
         self.http = http
         self.mode = mode
         self._refresh = refresh
         self._record = record
+        # Embedded mode: cluster change events (`events.ClusterChanges`), so a wait
+        # re-resolves targets when the cluster changed rather than on every poll.
+        self._changes = changes
         self.embedded: EmbeddedPrometheus | None = None  # embedded mode's local Prometheus
 
     @property
@@ -235,6 +245,9 @@ class Prometheus:
     def targets(self, job: str | None = None, health: str | None = None) -> list[Target]:
         """Active targets, optionally only those of `job` and/or with this `health`."""
         self._before_read(job)
+        return self._active_targets(job, health)
+
+    def _active_targets(self, job: str | None, health: str | None) -> list[Target]:
         data = self.http.get_json("/api/v1/targets", {"state": "active"})
         found = [Target.from_api(t) for t in (data or {}).get("activeTargets") or []]
         return [
@@ -260,36 +273,69 @@ class Prometheus:
     def wait_for_targets(
         self,
         job: str | None = None,
-        count: int = 1,
+        count: int | Literal["ready"] = 1,
         health: str | None = "up",
         timeout: float = 30.0,
-        interval: float = 0.1,
+        interval: float = 0.05,
     ) -> list[Target]:
         """Wait until exactly `count` targets of `job` have `health`; returns them.
 
-        On timeout: AssertionError listing every target seen (job, instance, health, last
-        error) against what was expected.
+        `count="ready"` (embedded mode): as many as there are ready endpoints (or Ready
+        pods, for PodMonitors) behind the job's monitors, re-counted as the cluster
+        changes. The scraper's targets are read every `interval`; the cluster is re-read
+        only when a watched object changed (and at least every second). On timeout:
+        AssertionError listing every target seen (job, instance, health, last error)
+        against what was expected.
         """
+        if count == "ready" and self._refresh is None:
+            raise ValueError(
+                'wait_for_targets(count="ready") needs the embedded mode, where devloop '
+                "resolves the endpoints behind each monitor: pass the number of targets"
+            )
+        deadline = time.monotonic() + timeout
         last: list[Target] = []
-        matching: list[Target] = []
-
-        def check() -> bool:
-            nonlocal last, matching
-            last = self.targets()
+        wanted = count if isinstance(count, int) else 0
+        refresh_due, refreshed = True, 0.0
+        while True:
+            if refresh_due or time.monotonic() - refreshed > 1.0:
+                if self._changes is not None:
+                    self._changes.clear()
+                plan = self._refresh() if self._refresh is not None else None
+                refreshed = time.monotonic()
+                if self._record is not None:
+                    self._record(plan, job)
+                if count == "ready":
+                    wanted = ready_count(plan, job)
+            last = self._active_targets(None, None)
             matching = [
                 t
                 for t in last
                 if (job is None or t.job == job) and (health is None or t.health == health)
             ]
-            return len(matching) == count
+            if len(matching) == wanted:
+                return matching
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(
+                    describe_mismatch(last, job=job, count=wanted, health=health, timeout=timeout)
+                    + (
+                        " (count='ready': the ready endpoints behind the monitors)"
+                        if count == "ready"
+                        else ""
+                    )
+                )
+            if self._changes is not None:
+                refresh_due = bool(self._changes.wait(min(interval, remaining)))
+            else:
+                time.sleep(min(interval, remaining))
+                refresh_due = True
 
-        try:
-            eventually(check, timeout=timeout, interval=interval)
-            return matching
-        except AssertionError as e:
-            raise AssertionError(
-                describe_mismatch(last, job=job, count=count, health=health, timeout=timeout)
-            ) from e
+
+def ready_count(plan: ScrapePlan | None, job: str | None) -> int:
+    """Targets behind ready endpoints, per scrape pool, of `job` (None: every job)."""
+    if plan is None:
+        return 0
+    return sum(len({r for r in j.ready if job is None or r[1] == job}) for j in plan.jobs)
 
 
 def _float(value: Any) -> float:
@@ -348,6 +394,8 @@ class ScrapeJob:
     scrape_timeout: str | None = None
     honor_labels: bool = False
     groups: list[Obj] = field(default_factory=list)  # file_sd target groups
+    # (address, job label) of the targets behind a ready endpoint or a Ready pod
+    ready: set[tuple[str, str]] = field(default_factory=set)
     jobs: set[str] = field(default_factory=set)  # the `job` label values it can produce
     monitor_key: str | None = None
     service_keys: set[str] = field(default_factory=set)
@@ -511,13 +559,15 @@ def resolve(objs: ClusterObjects) -> ScrapePlan:
                 job_value = _labels(svc).get(str(job_label)) if job_label else None
                 job_value = job_value or _name(svc)
                 job.jobs.add(job_value)
-                targets = _service_targets(
-                    svc, ep, slices_by_service.get((_ns(svc), _name(svc)), []), pods_by_name
-                )
+                slices = slices_by_service.get((_ns(svc), _name(svc)), [])
+                targets = _service_targets(svc, ep, slices, pods_by_name)
+                ready = _ready_addresses(slices)
                 for address, labels in targets:
                     job.groups.append(
                         {"targets": [address], "labels": {**labels, "job": job_value}}
                     )
+                    if address in ready:
+                        job.ready.add((address, job_value))
             plan.jobs.append(job)
 
     for pm in sorted(
@@ -548,6 +598,8 @@ def resolve(objs: ClusterObjects) -> ScrapePlan:
                 job.jobs.add(value)
                 for address, labels in _pod_targets(pod, ep.get("port"), ep.get("targetPort")):
                     job.groups.append({"targets": [address], "labels": {**labels, "job": value}})
+                    if _pod_ready(pod):
+                        job.ready.add((address, value))
             plan.jobs.append(job)
 
     annotated = ScrapeJob(name=ANNOTATION_JOB, source="pods annotated prometheus.io/scrape")
@@ -565,6 +617,8 @@ def resolve(objs: ClusterObjects) -> ScrapePlan:
             if ann.get("prometheus.io/scheme"):
                 extra["__scheme__"] = str(ann["prometheus.io/scheme"])
             annotated.groups.append({"targets": [address], "labels": {**labels, **extra}})
+            if _pod_ready(pod):
+                annotated.ready.add((address, ANNOTATION_JOB))
     plan.jobs.append(annotated)
     return plan
 
@@ -603,6 +657,27 @@ def _service_targets(
                 for address in endpoint.get("addresses") or []:
                     out.append((f"{address}:{port.get('port')}", labels))
     return out
+
+
+def _ready_addresses(slices: list[Obj]) -> set[str]:
+    """`ip:port` of the slices' endpoints that are ready (an unset condition counts as
+    ready, as Kubernetes documents for EndpointSlice consumers)."""
+    out = set()
+    for sl in slices:
+        for endpoint in sl.get("endpoints") or []:
+            if (endpoint.get("conditions") or {}).get("ready") is False:
+                continue
+            for port in sl.get("ports") or []:
+                for address in endpoint.get("addresses") or []:
+                    out.add(f"{address}:{port.get('port')}")
+    return out
+
+
+def _pod_ready(pod: Obj) -> bool:
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return bool(condition.get("status") == "True")
+    return False
 
 
 def _port_selected(ep: Obj, slice_port: Obj, svc_ports: list[Obj]) -> bool:
@@ -744,6 +819,22 @@ def _write_atomic(path: Path, text: str) -> bool:
 
 def find_binary(name: str = "prometheus") -> str | None:
     return shutil.which(name)
+
+
+def find_scraper() -> str | None:
+    """The embedded mode's scraper: `victoria-metrics` when installed (it applies target
+    changes at once; Prometheus 2.x on 5 s ticks), else `prometheus`.
+    `$DEVLOOP_PROMETHEUS_ENGINE` (`prometheus` or `victoria-metrics`) picks one."""
+    engine = os.environ.get(ENGINE_VARIABLE, "auto").strip() or "auto"
+    if engine not in ("auto", "prometheus", "victoria-metrics"):
+        raise PrometheusError(
+            f"{ENGINE_VARIABLE}={engine}: expected prometheus, victoria-metrics or auto"
+        )
+    if engine != "prometheus":
+        found = find_binary("victoria-metrics")
+        if found or engine == "victoria-metrics":
+            return found
+    return find_binary()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -957,6 +1048,7 @@ class EmbeddedPrometheus:
         self.warn = warn
         self._warned: set[str] = set()
         self.plan = ScrapePlan()
+        self.changes: Any = None  # events.ClusterChanges, when waits should follow the cluster
 
     def refresh(self) -> ScrapePlan:
         plan = resolve(self.reader())
@@ -969,6 +1061,8 @@ class EmbeddedPrometheus:
         return plan
 
     def stop(self) -> None:
+        if self.changes is not None:
+            self.changes.stop()
         self.local.stop()
 
 
@@ -1047,19 +1141,26 @@ def prometheus_for(run: Any) -> Prometheus:
     elif spec.service:
         prom = Prometheus(_service_http(api_client, spec.service), mode="service")
     else:
-        binary = spec.binary or find_binary()
+        binary = spec.binary or find_scraper()
         if binary is None:
             from pytest_devloop.run.testrun import is_ci_env
 
             if is_ci_env():
                 pytest.fail(f"devloop: {INSTALL_HINT}", pytrace=False)
             pytest.skip(f"devloop: {INSTALL_HINT}")
-        local = LocalPrometheus(
+        from pytest_devloop.prometheus.events import ClusterChanges
+        from pytest_devloop.prometheus.victoria import LocalVictoriaMetrics, engine_of
+
+        scraper = (
+            LocalVictoriaMetrics if engine_of(binary) == "victoria-metrics" else LocalPrometheus
+        )
+        local = scraper(
             binary,
             scrape_interval=spec.scrape_interval,
             evaluation_interval=spec.evaluation_interval,
         )
         embedded = EmbeddedPrometheus(ClusterReader(Kube(api_client)).read, local, warn=run.write)
+        embedded.changes = ClusterChanges(api_client)
         try:
             embedded.refresh()
         except PrometheusError as e:
@@ -1073,6 +1174,7 @@ def prometheus_for(run: Any) -> Prometheus:
             refresh=embedded.refresh,
             record=lambda plan, job: record_reads(recorder, plan, job),
             mode="embedded",
+            changes=embedded.changes,
         )
         prom.embedded = embedded
         return prom
