@@ -18,12 +18,17 @@ It owns:
   matching Go structs, so that the output matches what Go's ``encoding/json`` would
   have produced for the same object.
 
-Decoded kinds: ``v1`` Secret, ConfigMap, Namespace, ServiceAccount, Event;
-``events.k8s.io/v1`` and ``v1beta1`` Event; ``authentication.k8s.io/v1`` TokenRequest
-(``kubectl create token``) and SelfSubjectReview (``kubectl auth whoami``);
-``authorization.k8s.io/v1`` SelfSubjectAccessReview (``kubectl auth can-i``);
-``policy/v1`` and ``v1beta1`` Eviction; and DeleteOptions under any apiVersion
-(client-go labels it with the client's group version).
+Decoded kinds: every kind of the built-in API groups a client may send (``v1``, ``apps``,
+``batch``, ``autoscaling``, ``networking.k8s.io``, ``rbac.authorization.k8s.io``,
+``policy``, ``storage.k8s.io``, ``scheduling.k8s.io``, ``coordination.k8s.io``,
+``discovery.k8s.io``, ``admissionregistration.k8s.io``, ``node.k8s.io``,
+``events.k8s.io``, ``flowcontrol.apiserver.k8s.io``, ``certificates.k8s.io``,
+``authentication.k8s.io``, ``authorization.k8s.io``) from ``data/protobuf_types.json``,
+the wire facts of the ``k8s.io/api`` structs generated from their struct tags by
+``scripts/gen_protobuf_types.py``; a few kinds keep hand-written schemas (Secret,
+ConfigMap, Namespace, ServiceAccount, Events, TokenRequest, the self reviews, Eviction)
+checked against captured client bodies; and DeleteOptions under any apiVersion (client-go
+labels it with the client's group version).
 
 Anything else raises :class:`UnsupportedProtobuf` (the server answers 415 and asks for
 JSON); malformed bytes raise :class:`ProtobufError` (the server answers 400).
@@ -33,7 +38,10 @@ from __future__ import annotations
 
 import base64
 import datetime
+import importlib.resources
 import json
+import struct
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -100,6 +108,13 @@ _FIELDS_V1: Final = 8  # metav1.FieldsV1: its raw bytes are JSON, embedded as su
 _STRING_MAP: Final = 9  # map<string, string>
 _BYTES_MAP: Final = 10  # map<string, bytes>: JSON shows the bytes as standard base64
 _STRING_LIST_MAP: Final = 11  # map<string, {1: repeated string}>, as authentication's ExtraValue
+_BYTES: Final = 12  # []byte: standard base64 in JSON
+_QUANTITY: Final = 13  # resource.Quantity {1: string}: the string
+_INT_OR_STRING: Final = 14  # intstr.IntOrString {1: type, 2: intVal, 3: strVal}
+_RAW: Final = 15  # runtime.RawExtension {1: raw JSON bytes}: embedded as JSON
+_DURATION: Final = 16  # metav1.Duration {1: nanoseconds}: Go's duration text
+_DOUBLE: Final = 17  # float64 (fixed64 on the wire)
+_MAP: Final = 18  # map<string, V> with V described by the field's `value`
 
 # How a field shows in JSON, after the Go field's type and json tag.
 _OMITEMPTY: Final = 0  # value type with omitempty: left out when zero
@@ -107,6 +122,7 @@ _OPTIONAL: Final = 1  # pointer with omitempty: shown exactly when sent
 _NULLABLE: Final = 2  # no omitempty on a pointer/slice/map, or any metav1.Time: null when unset
 _REQUIRED: Final = 3  # value type without omitempty, or a struct: zero value when unset
 _OMITZERO: Final = 4  # omitzero (creationTimestamp in current apimachinery): left out when unset
+_INLINE: Final = 5  # an embedded struct tagged `json:",inline"`: its fields join the parent's
 
 _LENGTH_DELIMITED_KINDS: Final = frozenset(
     {
@@ -118,6 +134,12 @@ _LENGTH_DELIMITED_KINDS: Final = frozenset(
         _STRING_MAP,
         _BYTES_MAP,
         _STRING_LIST_MAP,
+        _BYTES,
+        _QUANTITY,
+        _INT_OR_STRING,
+        _RAW,
+        _DURATION,
+        _MAP,
     }
 )
 
@@ -137,8 +159,15 @@ class _Field:
     message: _Message | None = None
     wire: int = field(init=False)
 
+    value: _Field | None = None  # for _MAP: how each value is read
+
     def __post_init__(self) -> None:
-        wire = _WIRE_LEN if self.kind in _LENGTH_DELIMITED_KINDS else _WIRE_VARINT
+        if self.kind in _LENGTH_DELIMITED_KINDS:
+            wire = _WIRE_LEN
+        elif self.kind == _DOUBLE:
+            wire = _WIRE_FIXED64
+        else:
+            wire = _WIRE_VARINT
         object.__setattr__(self, "wire", wire)
 
 
@@ -567,12 +596,104 @@ _SCHEMAS: Final[dict[tuple[str, str], _Message]] = {
 _ANY_VERSION_SCHEMAS: Final[dict[str, _Message]] = {"DeleteOptions": _DELETE_OPTIONS}
 
 
+# ------------------------------------------------------------------ generated schemas
+#
+# Every other built-in kind is decoded from `data/protobuf_types.json`: the field numbers,
+# JSON names and Go JSON rules of the k8s.io/api structs, generated from their struct tags
+# by `scripts/gen_protobuf_types.py`. Messages are built on first use and kept.
+
+_KIND_NAMES: Final = {
+    "string": _STRING,
+    "bool": _BOOL,
+    "int32": _INT32,
+    "int64": _INT64,
+    "double": _DOUBLE,
+    "message": _MESSAGE,
+    "time": _TIME,
+    "microtime": _MICRO_TIME,
+    "fieldsv1": _FIELDS_V1,
+    "bytes": _BYTES,
+    "quantity": _QUANTITY,
+    "intorstring": _INT_OR_STRING,
+    "raw": _RAW,
+    "duration": _DURATION,
+    "map": _MAP,
+    "objectmeta": _MESSAGE,
+}
+_MODE_NAMES: Final = {
+    "omitempty": _OMITEMPTY,
+    "optional": _OPTIONAL,
+    "nullable": _NULLABLE,
+    "required": _REQUIRED,
+    "omitzero": _OMITZERO,
+    "inline": _INLINE,
+    "omitempty_time": _NULLABLE,
+}
+_generated_lock = threading.Lock()
+_generated_doc: dict[str, Any] | None = None
+_generated: dict[str, _Message] = {}
+
+
+def _table() -> dict[str, Any]:
+    global _generated_doc
+    if _generated_doc is None:
+        path = importlib.resources.files("pytest_devloop.embedded") / "data/protobuf_types.json"
+        _generated_doc = json.loads(path.read_text(encoding="utf-8"))
+    return _generated_doc
+
+
+def _build(name: str, types: dict[str, Any]) -> _Message:
+    """The message of one Go struct; a placeholder first, so that cycles resolve."""
+    known = _generated.get(name)
+    if known is not None:
+        return known
+    message = _Message(name.rsplit(".", 1)[-1], ())
+    _generated[name] = message
+    fields = []
+    for entry in types[name]:
+        number, json_name, kind_name, mode_name, repeated, ref = entry[:6]
+        nested: _Message | None = None
+        if kind_name == "objectmeta":
+            nested = _OBJECT_META
+        elif kind_name == "message":
+            nested = _build(ref, types)
+        value_spec: _Field | None = None
+        if kind_name == "map":
+            value_kind, value_ref, _ = entry[6]
+            value_message = _build(value_ref, types) if value_kind == "message" else None
+            value_spec = _Field(2, "", _KIND_NAMES[value_kind], _REQUIRED, False, value_message)
+        fields.append(
+            _Field(
+                number,
+                json_name,
+                _KIND_NAMES[kind_name],
+                _MODE_NAMES[mode_name],
+                bool(repeated),
+                nested,
+                value=value_spec,
+            )
+        )
+    object.__setattr__(message, "fields", tuple(fields))
+    object.__setattr__(message, "by_number", {f.number: f for f in fields})
+    return message
+
+
+def _generated_schema(api_version: str, kind: str) -> _Message | None:
+    doc = _table()
+    name = doc["kinds"].get(f"{api_version} {kind}")
+    if name is None:
+        return None
+    with _generated_lock:
+        return _build(name, doc["types"])
+
+
 def supported_kinds() -> list[str]:
     """Name the kinds :func:`decode_request` decodes, as ``apiVersion/Kind`` strings.
 
     Kinds accepted under any apiVersion are shown as ``*/Kind``.
     """
-    named = [f"{api_version}/{kind}" for api_version, kind in _SCHEMAS]
+    named = {f"{api_version}/{kind}" for api_version, kind in _SCHEMAS}
+    named |= {key.replace(" ", "/") for key in _table()["kinds"]}
     return sorted(named) + [f"*/{kind}" for kind in _ANY_VERSION_SCHEMAS]
 
 
@@ -767,13 +888,29 @@ def _decode_message(buf: bytes, pos: int, end: int, message: _Message) -> dict[s
         if spec is None:
             pos = _skip(buf, pos, end, wire)
             continue
+        kind = spec.kind
+        value: Any
         if wire != spec.wire:
+            if spec.repeated and spec.wire == _WIRE_VARINT and wire == _WIRE_LEN:
+                # A packed repeated scalar: every varint of the run is one item.
+                length, pos = _varint(buf, pos, end)
+                stop = pos + length
+                if stop > end:
+                    raise ProtobufError(f"{message.name}.{spec.name}: truncated")
+                items = seen.setdefault(number, [])
+                while pos < stop:
+                    raw, pos = _varint(buf, pos, stop)
+                    items.append(_scalar(kind, raw))
+                continue
             raise ProtobufError(
                 f"{message.name}.{spec.name}: wire type {wire}, expected {spec.wire}"
             )
-        kind = spec.kind
-        value: Any
-        if wire == _WIRE_VARINT:
+        if wire == _WIRE_FIXED64:
+            if pos + 8 > end:
+                raise ProtobufError(f"{message.name}.{spec.name}: truncated")
+            value = struct.unpack_from("<d", buf, pos)[0]
+            pos += 8
+        elif wire == _WIRE_VARINT:
             raw, pos = _varint(buf, pos, end)
             if kind == _BOOL:
                 value = raw != 0
@@ -801,6 +938,14 @@ def _decode_message(buf: bytes, pos: int, end: int, message: _Message) -> dict[s
                 seen.setdefault(number, {})[entry_key] = entry_value
                 pos = stop
                 continue
+            elif kind == _MAP:
+                assert spec.value is not None
+                entry_key, entry_value = _typed_map_entry(buf, pos, stop, spec.value)
+                seen.setdefault(number, {})[entry_key] = entry_value
+                pos = stop
+                continue
+            elif kind in _WRAPPED_KINDS:
+                value = _wrapped(kind, buf, pos, stop)
             elif kind == _TIME:
                 value = _time(buf, pos, stop)
             elif kind == _MICRO_TIME:
@@ -817,6 +962,115 @@ def _decode_message(buf: bytes, pos: int, end: int, message: _Message) -> dict[s
     return _to_json(message, seen)
 
 
+def _scalar(kind: int, raw: int) -> Any:
+    if kind == _BOOL:
+        return raw != 0
+    if kind == _INT64:
+        return raw - (1 << 64) if raw & _INT64_SIGN else raw
+    raw &= _UINT32_MASK
+    return raw - (1 << 32) if raw & _INT32_SIGN else raw
+
+
+_WRAPPED_KINDS: Final = frozenset({_BYTES, _QUANTITY, _INT_OR_STRING, _RAW, _DURATION})
+
+
+def _wrapped(kind: int, buf: bytes, pos: int, stop: int) -> Any:
+    """The JSON of a value whose protobuf form is a small message of its own."""
+    if kind == _BYTES:
+        return _base64(buf, pos, stop)
+    fields: dict[int, Any] = {}
+    while pos < stop:
+        key, pos = _varint(buf, pos, stop)
+        number, wire = key >> 3, key & 7
+        if wire == _WIRE_VARINT:
+            raw, pos = _varint(buf, pos, stop)
+            fields[number] = raw
+        elif wire == _WIRE_LEN:
+            length, pos = _varint(buf, pos, stop)
+            if pos + length > stop:
+                raise ProtobufError("truncated field")
+            fields[number] = buf[pos : pos + length]
+            pos += length
+        else:
+            pos = _skip(buf, pos, stop, wire)
+    if kind == _QUANTITY:
+        raw_text = fields.get(1, b"")
+        return raw_text.decode("utf-8", "replace") if isinstance(raw_text, bytes) else "0"
+    if kind == _INT_OR_STRING:
+        if fields.get(1, 0) == 1:
+            text = fields.get(3, b"")
+            return text.decode("utf-8", "replace") if isinstance(text, bytes) else ""
+        return _scalar(_INT32, int(fields.get(2, 0)))
+    if kind == _DURATION:
+        return _go_duration(_scalar(_INT64, int(fields.get(1, 0))))
+    embedded = fields.get(1)
+    if not isinstance(embedded, bytes) or not embedded:
+        return None
+    try:
+        return json.loads(embedded)
+    except (ValueError, RecursionError) as exc:
+        raise ProtobufError(f"embedded object is not JSON: {exc!r}") from exc
+
+
+def _go_duration(ns: int) -> str:
+    """Go's `time.Duration.String()` (what metav1.Duration shows in JSON)."""
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if ns >= size:
+                return sign + _trim(ns / size) + unit
+    hours, rest = divmod(ns, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    seconds = _trim(rest / 1_000_000_000) + "s"
+    if hours:
+        return f"{sign}{hours}h{minutes}m{seconds}"
+    if minutes:
+        return f"{sign}{minutes}m{seconds}"
+    return sign + seconds
+
+
+def _trim(value: float) -> str:
+    text = f"{value:.9f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def _typed_map_entry(buf: bytes, pos: int, stop: int, spec: _Field) -> tuple[str, Any]:
+    """A map entry {1: key string, 2: value} whose value is described by `spec`."""
+    key_text = ""
+    value: Any = _zero(spec)
+    while pos < stop:
+        tag, pos = _varint(buf, pos, stop)
+        number, wire = tag >> 3, tag & 7
+        if number == 1 and wire == _WIRE_LEN:
+            length, pos = _varint(buf, pos, stop)
+            key_text = _string(buf, pos, pos + length)
+            pos += length
+        elif number == 2 and wire == _WIRE_VARINT:
+            raw, pos = _varint(buf, pos, stop)
+            value = _scalar(spec.kind, raw)
+        elif number == 2 and wire == _WIRE_LEN:
+            length, pos = _varint(buf, pos, stop)
+            end = pos + length
+            if end > stop:
+                raise ProtobufError("truncated map entry")
+            if spec.kind == _STRING:
+                value = _string(buf, pos, end)
+            elif spec.kind == _MESSAGE:
+                assert spec.message is not None
+                value = _decode_message(buf, pos, end, spec.message)
+            elif spec.kind in _WRAPPED_KINDS:
+                value = _wrapped(spec.kind, buf, pos, end)
+            else:
+                raise ProtobufError(f"unsupported map value kind {spec.kind}")
+            pos = end
+        else:
+            pos = _skip(buf, pos, stop, wire)
+    return key_text, value
+
+
 def _to_json(message: _Message, seen: dict[int, Any]) -> dict[str, Any]:
     """Apply Go's JSON rules (omitempty and friends) to the decoded field values."""
     out: dict[str, Any] = {}
@@ -827,6 +1081,9 @@ def _to_json(message: _Message, seen: dict[int, Any]) -> dict[str, Any]:
             # Go clients send every value-typed field, zero or not; omitempty drops the
             # zero ones. A sent empty metav1.Time is the zero time: null, or absent.
             if (mode == _OMITEMPTY and not value) or (mode == _OMITZERO and value is None):
+                continue
+            if mode == _INLINE:
+                out.update(value)
                 continue
             out[spec.name] = value
         elif mode == _REQUIRED:
@@ -844,8 +1101,14 @@ def _zero(spec: _Field) -> Any:
         return ""
     if spec.kind == _BOOL:
         return False
-    if spec.kind in (_INT64, _INT32):
+    if spec.kind in (_INT64, _INT32, _INT_OR_STRING):
         return 0
+    if spec.kind == _DOUBLE:
+        return 0.0
+    if spec.kind == _QUANTITY:
+        return "0"
+    if spec.kind == _DURATION:
+        return "0s"
     return None  # times, maps and repeated fields are null in Go's JSON when unset
 
 
@@ -895,7 +1158,11 @@ def decode_request(body: bytes) -> dict[str, Any]:
     if content_encoding:
         # client-go never sets one; refuse rather than misread compressed bytes.
         raise ProtobufError(f"unsupported protobuf contentEncoding {content_encoding!r}")
-    schema = _SCHEMAS.get((api_version, kind)) or _ANY_VERSION_SCHEMAS.get(kind)
+    schema = (
+        _SCHEMAS.get((api_version, kind))
+        or _ANY_VERSION_SCHEMAS.get(kind)
+        or _generated_schema(api_version, kind)
+    )
     if schema is None:
         raise UnsupportedProtobuf(kind, api_version)
     result: dict[str, Any] = {"kind": kind, "apiVersion": api_version}

@@ -579,7 +579,8 @@ def test_result_starts_with_kind_and_api_version() -> None:
 
 
 @pytest.mark.parametrize(
-    ("api_version", "kind"), [("v1", "Pod"), ("apps/v1", "Secret"), ("", "Widget")]
+    ("api_version", "kind"),
+    [("example.com/v1", "Widget"), ("apps/v1", "Secret"), ("", "Widget")],
 )
 def test_unknown_kind_is_unsupported(api_version: str, kind: str) -> None:
     with pytest.raises(UnsupportedProtobuf) as caught:
@@ -668,5 +669,13 @@ def test_is_protobuf(content_type: str, expected: bool) -> None:
 
 def test_supported_kinds_names_the_schemas() -> None:
     kinds = supported_kinds()
-    for name in ("v1/Secret", "v1/ConfigMap", "events.k8s.io/v1/Event", "*/DeleteOptions"):
+    for name in (
+        "v1/Secret",
+        "v1/ConfigMap",
+        "events.k8s.io/v1/Event",
+        "*/DeleteOptions",
+        "apps/v1/Deployment",
+        "batch/v1/CronJob",
+        "rbac.authorization.k8s.io/v1/ClusterRoleBinding",
+    ):
         assert name in kinds
