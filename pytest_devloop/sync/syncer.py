@@ -138,6 +138,7 @@ class Syncer:
         self.hasher = FileHasher.load(config.root / ".devloop" / "filestats.json")
         self._helm_version_text: str | None = None
         self._chart_queries: dict[str, ChartQueries] = {}
+        self._plan_only = False
         self._unstable: dict[str, list[list[str | int]]] = {}
         self._timings: dict[str, float] = {}
 
@@ -213,6 +214,7 @@ class Syncer:
 
     def sync(self, *, plan_only: bool = False, full: bool = False) -> SyncResult:
         check_allowed(self.target, self.config.cluster.allow_contexts)
+        self._plan_only = plan_only
         t0 = time.perf_counter()
         kube = self.kube
         uid = self._connect()
@@ -658,25 +660,80 @@ class Syncer:
     ) -> list[DesiredObject]:
         if isinstance(entry, ChartRelease):
             set_values = self._values(entry)
-            return render_chart(
-                self.helm,
-                release=entry.name,
-                chart=entry.path,
-                namespace=namespace,
-                values_files=list(entry.values),
-                set_values=set_values,
-                set_string=dict(entry.set_string),
-                kube_version=server_version or None,
-                api_versions=api_versions,
-                is_upgrade=record is not None,
-                cluster=(
-                    ClusterAccess(self.target.kubeconfig, self.target.context)
-                    if self._queries(entry).lookup
-                    else None
-                ),
-            )
+
+            def render(
+                cluster: ClusterAccess | None, *, upgrade: bool = record is not None
+            ) -> list[DesiredObject]:
+                return render_chart(
+                    self.helm,
+                    release=entry.name,
+                    chart=entry.path,
+                    namespace=namespace,
+                    values_files=list(entry.values),
+                    set_values=set_values,
+                    set_string=dict(entry.set_string),
+                    kube_version=server_version or None,
+                    api_versions=api_versions,
+                    is_upgrade=upgrade,
+                    cluster=cluster,
+                )
+
+            def render_live(access: ClusterAccess) -> list[DesiredObject]:
+                try:
+                    return render(access)
+                except RenderError as e:
+                    # An install render against the cluster refuses objects that exist
+                    # without Helm's release metadata (devloop applied them, or its state
+                    # is gone): render as the upgrade it is.
+                    if "cannot be imported into the current release" not in str(e):
+                        raise
+                return render(access, upgrade=True)
+
+            if not self._queries(entry).lookup:
+                return render(None)
+            # `lookup` sees live objects only in a render against the cluster.
+            access = ClusterAccess(self.target.kubeconfig, self.target.context)
+            try:
+                return render_live(access)
+            except RenderError as e:
+                if "resource mapping not found" not in str(e):
+                    raise
+            # Helm maps each rendered object to a served kind, and the chart's own CRDs
+            # are not served before its first install: install them first, as Helm does.
+            offline = render(None)
+            crds = [d for d in offline if d.obj.get("kind") == "CustomResourceDefinition"]
+            if not crds:
+                raise SyncError(
+                    f"chart {entry.name}: rendering against the cluster failed: a kind it "
+                    "renders is not served and its CRD is not in the chart; apply the CRD first "
+                    "(a manifests entry listed before the chart)"
+                )
+            if self._plan_only:
+                self.out(
+                    f"devloop: {entry.name}: planned without `lookup` results: the chart's "
+                    "CRDs are not installed yet"
+                )
+                return offline
+            self._install_crds(entry.name, crds)
+            api_versions[:] = self.kube.api_versions_with_kinds()
+            return render_live(access)
         assert isinstance(entry, ManifestSet)
         return render_manifests(entry.path, kustomize=entry.kustomize, artifact=entry.name)
+
+    def _install_crds(self, artifact: str, crds: list[DesiredObject]) -> None:
+        """Apply a chart's CRDs ahead of its render and wait until they are served."""
+        res = self.kube.resource("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+        assert res is not None
+        applied = []
+        for d in crds:
+            obj = dict(d.obj)
+            meta = dict(obj.get("metadata") or {})
+            meta["labels"] = {**(meta.get("labels") or {}), ARTIFACT_LABEL: artifact}
+            meta.pop("namespace", None)
+            obj["metadata"] = meta
+            applied.append(self.kube.apply(res, obj, force=self.force_conflicts))
+        self._wait(artifact, applied)
+        self.kube.refresh()
 
     def _stabilize(
         self,
