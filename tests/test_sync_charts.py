@@ -190,9 +190,7 @@ def test_lookup_subchart_goes_the_per_object_path_and_keeps_its_password(
     ), "crds/ of a packed subchart"
 
     result, lines, writes, calls = project.sync()
-    assert re.fullmatch(
-        rf"devloop: app: unchanged \(\d+ objects\), {SECONDS}", line_of(result)
-    )
+    assert re.fullmatch(rf"devloop: app: unchanged \(\d+ objects\), {SECONDS}", line_of(result))
     assert (writes, calls) == (0, [])
 
     project.edit("charts/app/values.yaml", "replicas: 1", "replicas: 2")
@@ -265,7 +263,7 @@ def test_hooks_deleted_by_ttl_and_by_each_delete_policy(
     project = make_project("ttlhooks")
     ns = "ttlhooks"
 
-    result, lines, _writes, _calls = project.sync()
+    result, _lines, _writes, _calls = project.sync()
     line = line_of(result)
     assert line.startswith("devloop: ttl: 0 updated, 1 created, 0 pruned, 0 unchanged, hooks: "), (
         line
@@ -284,11 +282,11 @@ def test_hooks_deleted_by_ttl_and_by_each_delete_policy(
     assert live(cluster, "v1", "ConfigMap", ns, "ttl-hook-settings")
     assert live(cluster, "v1", "Pod", ns, "ttl-test") is None
 
-    result, lines, writes, calls = project.sync()
+    result, _lines, writes, calls = project.sync()
     assert (writes, calls) == (0, [])
 
     project.edit("charts/ttl/values.yaml", "replicas: 1", "replicas: 2")
-    result, lines, writes, calls = project.sync()
+    result, _lines, writes, calls = project.sync()
     assert re.fullmatch(
         r"devloop: ttl: 1 updated \(Deployment/ttl-controller: spec.replicas\), 0 created, "
         rf"0 pruned, 0 unchanged, hooks: 4 hooks unchanged, {SECONDS}",
@@ -298,7 +296,7 @@ def test_hooks_deleted_by_ttl_and_by_each_delete_policy(
 
     # An input of the hooks changed: they run again, the TTL-0 ones included.
     project.edit("charts/ttl/values.yaml", 'certVersion: "1"', 'certVersion: "2"')
-    result, lines, writes, calls = project.sync()
+    result, _lines, writes, calls = project.sync()
     assert re.search(
         r"hooks: ConfigMap/ttl-hook-settings ran \(pre-upgrade\), "
         r"Job/ttl-admission-create ran \(pre-upgrade\), "
@@ -330,14 +328,14 @@ def test_object_gated_on_its_own_crd_converges_in_one_sync(
     project = make_project("capgate")
     ns = "capgate"
 
-    result, lines, _writes, _calls = project.sync()
+    result, _lines, _writes, _calls = project.sync()
     line = line_of(result)
     assert line.startswith("devloop: widgets: 0 updated, 3 created, 0 pruned, 0 unchanged"), line
     assert live(cluster, "capgate.example.dev/v1", "Widget", ns, "widgets-main")["spec"] == {
         "size": 1
     }
 
-    result, lines, writes, calls = project.sync()
+    result, _lines, writes, calls = project.sync()
     assert (writes, calls) == (0, []), "the capabilities it checks did not change"
 
     # Another CRD in the cluster changes the API list, not what this chart asks.
@@ -349,10 +347,8 @@ def test_object_gated_on_its_own_crd_converges_in_one_sync(
     crd["spec"]["group"] = "unrelated.example.dev"
     crd["spec"]["names"] = {"kind": "Other", "plural": "others", "singular": "other"}
     kube.apply(crds, crd, force=True, field_manager="someone")
-    result, lines, writes, calls = project.sync()
-    assert re.fullmatch(
-        rf"devloop: widgets: unchanged \(\d+ objects\), {SECONDS}", line_of(result)
-    )
+    result, _lines, writes, calls = project.sync()
+    assert re.fullmatch(rf"devloop: widgets: unchanged \(\d+ objects\), {SECONDS}", line_of(result))
     assert (writes, calls) == (0, [])
 
     project.edit("charts/widgets/values.yaml", "size: 1", "size: 2")
@@ -372,16 +368,14 @@ def test_150_object_chart_with_crds_hooks_and_lookup_no_op_writes_and_waits_noth
     pack(project.root / "subcharts" / "auth", project.root / "charts" / "big" / "charts")
     ns = "big"
 
-    result, lines, _writes, _calls = project.sync()
+    result, _lines, _writes, _calls = project.sync()
     line = line_of(result)
     assert line.startswith(
         "devloop: big: 0 updated, 150 created, 0 pruned, 0 unchanged, hooks: "
     ), line
 
-    result, lines, writes, calls = project.sync()
-    assert re.fullmatch(
-        rf"devloop: big: unchanged \(\d+ objects\), {SECONDS}", line_of(result)
-    )
+    result, _lines, writes, calls = project.sync()
+    assert re.fullmatch(rf"devloop: big: unchanged \(\d+ objects\), {SECONDS}", line_of(result))
     assert (writes, calls) == (0, [])
     assert result.timings["ready"] == 0.0, "no wait"
 
