@@ -220,8 +220,18 @@ def _cluster(action: str, directory: Path, port: int) -> int:
         print(state.kubeconfig)
         return 0
     if action == "down":
-        if cluster.down(directory):
-            print(f"devloop: embedded cluster in {directory} stopped")
+        try:
+            result = cluster.down(directory)
+        except TimeoutError as e:
+            print(f"devloop: embedded cluster in {directory}: {e}", file=sys.stderr)
+            return 1
+        if result.outcome == "stopped":
+            print(f"devloop: embedded cluster in {directory} stopped (pid {result.pid} exited)")
+        elif result.outcome == "stale":
+            print(
+                f"devloop: the record {directory / cluster.STATE_FILE} was stale ({result.reason}); "
+                "removed it and signalled nothing"
+            )
         else:
             print(f"devloop: no embedded cluster running in {directory}")
         return 0

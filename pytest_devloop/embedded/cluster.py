@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from pytest_devloop import processes
 from pytest_devloop.embedded.controllers import ControllerManager, SimulationConfig
 from pytest_devloop.embedded.server import ApiServer, make_http_server
 from pytest_devloop.embedded.store import Store
@@ -191,12 +192,17 @@ class ClusterState:
     uid: str
     kubeconfig: str
     started: float
+    # The server process's start time as the OS reports it (processes.identify): with the
+    # pid, it tells the server from a later process that reused the pid.
+    proc_start: str = ""
 
     @classmethod
     def read(cls, directory: Path) -> ClusterState | None:
         try:
             data = json.loads((directory / STATE_FILE).read_text())
-            return cls(**{k: data[k] for k in ("pid", "url", "uid", "kubeconfig", "started")})
+            state = cls(**{k: data[k] for k in ("pid", "url", "uid", "kubeconfig", "started")})
+            state.proc_start = str(data.get("proc_start") or "")
+            return state
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -207,19 +213,32 @@ class ClusterState:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     # A server that has exited stays a zombie until its parent reaps it, and `cluster up`
-    # leaves it to init, which may reap late or (a container's PID 1) never.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
+    # leaves it to init, which may reap late or (a container's PID 1) never: not alive.
+    return processes.alive(pid)
+
+
+def why_not_ours(state: ClusterState, directory: Path) -> str | None:
+    """Why the process `state` names is not this directory's embedded cluster (None: it is).
+
+    Checked before any signal: the pid in the record may belong to anyone by now. The
+    process must have the recorded start time and run `pytest_devloop.embedded --dir
+    <directory>`; a record from before start times were kept must also answer the status
+    handshake (token and CA of this directory) with the recorded cluster uid.
+    """
+    now = processes.identify(state.pid)
+    if now is None:
+        return f"pid {state.pid} is not running"
+    if state.proc_start and now.start != state.proc_start:
+        return f"pid {state.pid} is a process started later (the pid was reused)"
+    argv = processes.command_line(state.pid)
+    if argv and ("pytest_devloop.embedded" not in argv or str(directory) not in argv):
+        return f"pid {state.pid} runs `{' '.join(argv)[:200]}`"
+    if not state.proc_start:
+        info = query_status(state)
+        if info is None or info.get("uid") != state.uid:
+            return f"pid {state.pid} does not answer as cluster {state.uid} at {state.url}"
+    return None
 
 
 def _token_of(kubeconfig: Path) -> str:
@@ -315,21 +334,43 @@ def _start(directory: Path, *, port: int, timeout: float) -> tuple[ClusterState,
     )
 
 
-def down(directory: Path, *, timeout: float = 5.0) -> bool:
-    """Stop the background cluster; returns False when none was running."""
+@dataclass(frozen=True)
+class Down:
+    """What `down` did: `stopped` (and the server has exited), `not-running`, or `stale`
+    (the record named a process that is not this cluster: nothing was signalled)."""
+
+    outcome: str
+    pid: int | None = None
+    reason: str = ""
+
+
+def down(directory: Path, *, timeout: float = 5.0) -> Down:
+    """Stop the background cluster and return once it has exited; never signal a stranger."""
     directory = directory.resolve()
+    state_file = directory / STATE_FILE
     state = ClusterState.read(directory)
-    if state is None or not _alive(state.pid):
-        (directory / STATE_FILE).unlink(missing_ok=True)
-        return False
-    os.kill(state.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(state.pid):
-        time.sleep(0.05)
-    if _alive(state.pid):
-        os.kill(state.pid, signal.SIGKILL)
-    (directory / STATE_FILE).unlink(missing_ok=True)
-    return True
+    if state is None:
+        if state_file.exists():
+            state_file.unlink(missing_ok=True)
+            return Down("stale", None, f"{state_file} was unreadable")
+        return Down("not-running")
+    reason = why_not_ours(state, directory)
+    if reason is not None:
+        state_file.unlink(missing_ok=True)
+        if not _alive(state.pid):
+            return Down("not-running", state.pid, reason)
+        return Down("stale", state.pid, reason)
+    recorded = (
+        processes.ProcessId(state.pid, state.proc_start)
+        if state.proc_start
+        else processes.identify(state.pid)
+    )
+    if recorded is None or not processes.stop(recorded, timeout=timeout):
+        # It exited between the check and the signal: nothing left to stop.
+        state_file.unlink(missing_ok=True)
+        return Down("not-running", state.pid)
+    state_file.unlink(missing_ok=True)
+    return Down("stopped", state.pid)
 
 
 def serve(directory: Path, port: int) -> int:
@@ -338,12 +379,14 @@ def serve(directory: Path, port: int) -> int:
     cluster = EmbeddedCluster(port=port, directory=directory)
     cluster.start()
     assert cluster.kubeconfig is not None
+    me = processes.identify(os.getpid())
     ClusterState(
         pid=os.getpid(),
         url=cluster.url,
         uid=cluster.uid,
         kubeconfig=str(cluster.kubeconfig),
         started=time.time(),
+        proc_start=me.start if me else "",
     ).write(directory)
     stop = threading.Event()
 

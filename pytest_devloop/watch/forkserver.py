@@ -150,8 +150,11 @@ def main() -> int:
         child[:] = [pid]
         reply.write(json.dumps({"pid": pid}) + "\n")
         reply.flush()
-        _, status = os.waitpid(pid, 0)
+        # Wait without reaping first: until `waitpid` the exited child keeps its pid, so
+        # the SIGTERM handler can never kill a process that reused it.
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
         child[:] = []
+        _, status = os.waitpid(pid, 0)
         rc = os.waitstatus_to_exitcode(status)
         reply.write(json.dumps({"rc": rc}) + "\n")
         reply.flush()

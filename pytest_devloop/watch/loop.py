@@ -192,8 +192,10 @@ class ForkServerRunner:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        with contextlib.suppress(OSError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the server and any test process it forked
+        if proc.returncode is None:
+            # Not reaped yet, so its pid (the group id) cannot have been reused.
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the server and any test process it forked
         with contextlib.suppress(OSError, ValueError):
             if proc.stdin:
                 proc.stdin.close()
