@@ -1033,8 +1033,14 @@ def _hint(release: str, chart: Path, stderr: str) -> str:
 
 def _log_warnings(release: str, stderr: str) -> None:
     for line in stderr.splitlines():
-        if line.strip():
-            log.warning("helm template %s: %s", release, line.strip())
+        if not line.strip():
+            continue
+        # Helm 4 warns of CRDs on each render against a cluster; devloop applies a
+        # chart's CRDs before its other objects, so the warning does not apply.
+        if "contains CRDs. Rendering may fail" in line:
+            log.debug("helm template %s: %s", release, line.strip())
+            continue
+        log.warning("helm template %s: %s", release, line.strip())
 
 
 _MISSING_DEPENDENCIES = re.compile(r"missing in charts/ directory: (?P<names>[^\n]+)")
