@@ -402,7 +402,7 @@ SCHEMA: Obj = {
                     "x-kubernetes-embedded-resource": True,
                     "properties": {},
                 },
-                "checked": {"type": "string", "x-kubernetes-validations": [{"rule": "self != ''"}]},
+                "checked": {"type": "string", "x-kubernetes-validations": [{"rule": "self.("}]},
             },
         }
     },
@@ -490,3 +490,48 @@ def test_missing_dependencies_and_requests() -> None:
     node = {"status": {"allocatable": {"cpu": "1", "memory": "16Gi", "pods": "110"}}}
     assert scheduler.insufficient(pod, node, []) == []
     assert scheduler.insufficient(pod, node, [pod, pod]) == ["cpu"]
+
+
+CEL_SCHEMA: Obj = {
+    "type": "object",
+    "properties": {
+        "spec": {
+            "type": "object",
+            "x-kubernetes-validations": [
+                {"rule": "self.min <= self.max", "message": "min must not exceed max"},
+                {"rule": "self.max == oldSelf.max", "message": "max is immutable"},
+                {"rule": "self.min >= 0", "fieldPath": ".min", "reason": "FieldValueForbidden"},
+            ],
+            "properties": {"min": {"type": "integer"}, "max": {"type": "integer"}},
+        }
+    },
+}
+
+
+def test_cel_rules_are_evaluated() -> None:
+    pytest.importorskip("celpy")
+    assert crd.check(CEL_SCHEMA, {"spec": {"min": 1, "max": 2}}).errors == []
+    out = crd.check(CEL_SCHEMA, {"spec": {"min": 3, "max": 2}})
+    assert [str(e) for e in out.errors] == [
+        'spec: Invalid value: "object": min must not exceed max'
+    ]
+    out = crd.check(CEL_SCHEMA, {"spec": {"min": -1, "max": 2}})
+    assert out.errors == [
+        v.FieldError(
+            "spec.min", "FieldValueForbidden", 'Invalid value: "object": failed rule: self.min >= 0'
+        )
+    ]
+    # A transition rule applies on update only, against the old value.
+    out = crd.check(CEL_SCHEMA, {"spec": {"min": 1, "max": 5}}, {"spec": {"min": 1, "max": 2}})
+    assert [str(e) for e in out.errors] == ['spec: Invalid value: "object": max is immutable']
+    assert out.warnings == []
+
+
+def test_cel_rule_that_cannot_be_evaluated_is_reported() -> None:
+    schema = {"type": "object", "x-kubernetes-validations": [{"rule": "self.spec.undefinedFn("}]}
+    out = crd.check(schema, {"spec": {}})
+    assert out.errors == []
+    assert out.warnings == [
+        "<root>: x-kubernetes-validations rule 'self.spec.undefinedFn(' was not evaluated "
+        "by the embedded cluster"
+    ]

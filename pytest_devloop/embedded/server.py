@@ -749,7 +749,9 @@ class ApiServer:
         expected = str(meta(obj).get("resourceVersion") or "")
         manager = self.manager(req, req.user_agent)
         if req.sub is None:
-            req.warnings += self.validation.decode(rt, req.version, obj, req.q("fieldValidation"))
+            req.warnings += self.validation.decode(
+                rt, req.version, obj, req.q("fieldValidation"), old
+            )
             self.admit(rt, obj, old, dry_run=dry)
             self.validation.validate(rt, obj, old)
         if "managedFields" not in meta(obj) and meta(old).get("managedFields"):
@@ -848,7 +850,7 @@ class ApiServer:
             patched["kind"] = rt.kind
             if req.sub is None:
                 warnings = self.validation.decode(
-                    rt, req.version, patched, req.q("fieldValidation")
+                    rt, req.version, patched, req.q("fieldValidation"), old
                 )
                 self.admit(rt, patched, old, dry_run=dry)
                 self.validation.validate(rt, patched, old)
@@ -900,11 +902,10 @@ class ApiServer:
             raise errors.bad_request("metadata.managedFields must be nil")
         self.check_body(req, applied, require_name=True)
         if req.sub is None:
-            if not rt.builtin:
-                req.warnings += self.validation.decode(
-                    rt, req.version, clone(applied), req.q("fieldValidation")
-                )
-            req.warnings += self.validation.decode_applied(rt, req.version, applied)
+            self.validation.decode_applied(rt, req.version, applied)
+        # Built-in kinds refused unknown fields above; a custom resource's are pruned from
+        # the merged object, under the request's fieldValidation.
+        directive = "Ignore" if rt.builtin else req.q("fieldValidation")
         for _attempt in range(5):
             old = self.store.get(rt, req.namespace, req.name)
             want_rv = meta(applied).get("resourceVersion")
@@ -939,7 +940,7 @@ class ApiServer:
                 if old is None:
                     new.pop("status", None) if "status" in rt.subresources else None
                     meta(new).pop("uid", None)
-                    self.validation.decode(rt, req.version, new, "Ignore")
+                    req.warnings += self.validation.decode(rt, req.version, new, directive)
                     self.admit(rt, new, None, dry_run=dry)
                     self.validation.validate(rt, new, None)
                     stored = self.store.create(rt, new, dry_run=dry)
@@ -947,7 +948,7 @@ class ApiServer:
                         stored = self.establish_crd(stored)
                     return 201, self.present(rt, stored, req.version), ""
                 if req.sub is None:
-                    self.validation.decode(rt, req.version, new, "Ignore")
+                    req.warnings += self.validation.decode(rt, req.version, new, directive, old)
                     self.admit(rt, new, old, dry_run=dry)
                     self.validation.validate(rt, new, old)
                 stored = self.store.update(

@@ -542,3 +542,61 @@ def test_helm_installs_colon_rbac_and_refuses_a_selector_change(
     assert proc.returncode != 0
     assert "spec.selector: Invalid value" in proc.stderr and "field is immutable" in proc.stderr
     helm("uninstall", release, "-n", namespace)
+
+
+CEL_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: ranges.validation.devloop.dev}
+spec:
+  group: validation.devloop.dev
+  scope: Namespaced
+  names: {plural: ranges, singular: range, kind: Range}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - {rule: "self.min <= self.max", message: "min must not exceed max"}
+            properties:
+              min: {type: integer}
+              max: {type: integer}
+"""
+
+
+def test_cel_rules_of_a_crd_are_enforced(kubectl: Run, namespace: str) -> None:
+    pytest.importorskip("celpy")
+    kubectl("apply", "-f", "-", input=CEL_CRD)
+    kubectl("wait", "--for=condition=Established", "crd/ranges.validation.devloop.dev")
+    cr = "apiVersion: validation.devloop.dev/v1\nkind: Range\nmetadata: {{name: r}}\nspec: {spec}\n"
+    proc = apply(kubectl, namespace, cr.format(spec="{min: 5, max: 1}"))
+    assert proc.returncode != 0
+    assert 'The Range "r" is invalid: spec: Invalid value: "object": min must not exceed max' in (
+        proc.stderr
+    )
+    assert apply(kubectl, namespace, cr.format(spec="{min: 1, max: 5}")).returncode == 0
+
+
+def test_client_side_apply_of_a_large_object_hits_the_annotation_limit(
+    kctl: Run, namespace: str
+) -> None:
+    # 300 KiB of data fits a ConfigMap, but kubectl's last-applied-configuration copy of it
+    # exceeds the 256 KiB all annotations may take: a real cluster refuses it too.
+    big = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: big}\ndata: {blob: "
+        + "x" * (300 * 1024)
+        + "}\n"
+    )
+    proc = apply(kctl, namespace, big)
+    assert proc.returncode != 0
+    assert (
+        'The ConfigMap "big" is invalid: metadata.annotations: Too long: may not be more than '
+        "262144 bytes" in proc.stderr
+    )
+    assert apply(kctl, namespace, big, "--server-side").returncode == 0

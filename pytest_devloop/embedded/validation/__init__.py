@@ -78,7 +78,14 @@ class Validation:
         crd = self.store.get(crd_rt, None, rt.crd_name)
         return crd_schema.version_schema(crd, version) if crd is not None else None
 
-    def decode(self, rt: ResourceType, version: str, obj: Obj, field_validation: str) -> list[str]:
+    def decode(
+        self,
+        rt: ResourceType,
+        version: str,
+        obj: Obj,
+        field_validation: str,
+        old: Obj | None = None,
+    ) -> list[str]:
         """Check types and unknown fields of a body about to be stored; returns warnings."""
         mode = directive(field_validation)
         name = str((obj.get("metadata") or {}).get("name", ""))
@@ -100,7 +107,7 @@ class Validation:
             schema = self._crd_schema(rt, version)
             if schema is None:
                 return warnings
-            checked = crd_schema.check(schema, obj)
+            checked = crd_schema.check(schema, obj, old)
             warnings += checked.warnings
             if checked.errors:
                 raise invalid(rt, name, checked.errors)
@@ -117,31 +124,24 @@ class Validation:
             warnings += messages
         return warnings
 
-    def decode_applied(self, rt: ResourceType, version: str, applied: Obj) -> list[str]:
-        """An apply configuration must fit the kind's schema: no unknown fields, right types."""
-        m = applied.get("metadata") or {}
-        where = f"{m.get('namespace', '')}/{m.get('name', '')}; {_gvk(rt, version)}"
-        probe = clone(applied)
-        if rt.builtin:
-            definition = schemas.definition_name(rt.group, version, rt.kind)
-            if definition is None:
-                return []
-            found = structure.decode(definition, probe)
-            problem = None
-            if found.type_error:
-                problem = found.type_error.replace(
-                    "json: cannot unmarshal", "expected a value of the right type, got"
-                )
-            elif found.unknown:
-                problem = f".{found.unknown[0]}: field not declared in schema"
-            if problem:
-                raise ApiError(500, "", f"failed to create typed patch object ({where}): {problem}")
-            return []
-        schema = self._crd_schema(rt, version)
-        if schema is None:
-            return []
-        checked = crd_schema.check(schema, probe)
-        return checked.warnings
+    def decode_applied(self, rt: ResourceType, version: str, applied: Obj) -> None:
+        """A built-in apply configuration must fit the kind's schema: no unknown fields, right
+        types (a custom resource's is pruned and checked once merged, by `decode`)."""
+        if not rt.builtin:
+            return
+        definition = schemas.definition_name(rt.group, version, rt.kind)
+        if definition is None:
+            return
+        found = structure.decode(definition, clone(applied))
+        problem = None
+        if found.typed_error:
+            problem = found.typed_error
+        elif found.unknown:
+            problem = f".{found.unknown[0]}: field not declared in schema"
+        if problem:
+            m = applied.get("metadata") or {}
+            where = f"{m.get('namespace', '')}/{m.get('name', '')}; {_gvk(rt, version)}"
+            raise ApiError(500, "", f"failed to create typed patch object ({where}): {problem}")
 
     def validate(self, rt: ResourceType, obj: Obj, old: Obj | None) -> None:
         """The kind's semantic rules, immutable fields on update, and the size limit."""

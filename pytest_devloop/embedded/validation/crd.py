@@ -5,8 +5,10 @@ Owns, for one version's `openAPIV3Schema`: pruning of fields the schema does not
 an `x-kubernetes-embedded-resource`), schema defaults, and validation of type, enum,
 required, pattern, numeric bounds, lengths and item counts, `x-kubernetes-int-or-string`
 and `nullable`, with the server's `field.Error` wording. `x-kubernetes-validations`
-(CEL) rules are not evaluated here: each one met yields a warning that says so, so a test
-never takes an unevaluated rule for a passed one.
+(CEL) rules are evaluated with `cel-python` when it is installed (the `cel` extra), with
+`oldSelf` on updates for transition rules; a rule it cannot evaluate, or every rule when
+it is absent, yields a warning that says so, so a test never takes an unevaluated rule for
+a passed one.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def version_schema(crd: Obj, version: str) -> Obj | None:
     return None
 
 
-def check(schema: Obj, obj: Obj) -> Checked:
+def check(schema: Obj, obj: Obj, old: Obj | None = None) -> Checked:
     """Prune, default and validate `obj` in place (the top-level object of a custom resource)."""
     out = Checked()
     # The root's apiVersion, kind and metadata are the server's, whatever the schema says.
@@ -57,8 +59,82 @@ def check(schema: Obj, obj: Obj) -> Checked:
     props["metadata"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
     root["properties"] = props
     root["type"] = "object"
-    _walk(root, obj, "", out, top=True)
+    _walk(root, obj, "", out, top=True, old=old)
     return out
+
+
+_MISSING = object()
+_programs: dict[str, Any] = {}
+
+
+def _cel_program(rule: str) -> Any:
+    """A compiled CEL program, cached per rule text; None when CEL cannot be evaluated."""
+    if rule in _programs:
+        return _programs[rule]
+    try:
+        import celpy
+    except ImportError:
+        _programs[rule] = None
+        return None
+    try:
+        env = celpy.Environment()
+        program = env.program(env.compile(rule))
+    except Exception:  # a rule the Python CEL cannot parse is reported, not held against
+        program = None
+    _programs[rule] = program
+    return program
+
+
+def _evaluate(rule: str, value: Any, old: Any) -> bool | None:
+    """True/False when the rule could be evaluated; None when it could not."""
+    program = _cel_program(rule)
+    if program is None:
+        return None
+    from celpy import adapter
+
+    activation = {"self": adapter.json_to_cel(value)}
+    if old is not _MISSING:
+        activation["oldSelf"] = adapter.json_to_cel(old)
+    try:
+        result = program.evaluate(activation)
+    except Exception:
+        return None
+    if isinstance(result, bool) or type(result).__name__ == "BoolType":
+        return bool(result)
+    return None
+
+
+def _schema_type(schema: Obj) -> str:
+    if schema.get("x-kubernetes-int-or-string"):
+        return "string"
+    return str(schema.get("type") or "object")
+
+
+def _rules(schema: Obj, value: Any, path: str, out: Checked, old: Any) -> None:
+    for rule in schema.get("x-kubernetes-validations") or []:
+        if not isinstance(rule, dict) or not rule.get("rule"):
+            continue
+        text = str(rule["rule"])
+        if "oldSelf" in text and old is _MISSING:
+            continue  # a transition rule applies to updates only
+        verdict = _evaluate(text, value, old)
+        if verdict is None:
+            out.warnings.append(
+                f"{path or '<root>'}: x-kubernetes-validations rule {text!r} was not "
+                "evaluated by the embedded cluster"
+            )
+        elif not verdict:
+            where = path
+            rule_path = rule.get("fieldPath")
+            if isinstance(rule_path, str) and rule_path:
+                where = (path + rule_path) if rule_path.startswith(".") else rule_path
+                where = where.lstrip(".")
+            message = str(rule.get("message") or f"failed rule: {text}")
+            error = v.invalid(where, _schema_type(schema), message)
+            reason = rule.get("reason")
+            if isinstance(reason, str) and reason:
+                error = v.FieldError(error.field, reason, error.body)
+            out.errors.append(error)
 
 
 def _type_ok(t: str, value: Any) -> bool:
@@ -99,13 +175,9 @@ def _at(path: str) -> str:
     return path or "body"
 
 
-def _walk(schema: Obj, value: Any, path: str, out: Checked, *, top: bool = False) -> None:
-    for rule in schema.get("x-kubernetes-validations") or []:
-        if isinstance(rule, dict) and rule.get("rule"):
-            out.warnings.append(
-                f"{_at(path) if path else '<root>'}: x-kubernetes-validations rule "
-                f"{rule['rule']!r} was not evaluated by the embedded cluster"
-            )
+def _walk(
+    schema: Obj, value: Any, path: str, out: Checked, *, top: bool = False, old: Any = _MISSING
+) -> None:
     if value is None:
         if not schema.get("nullable") and schema.get("type") and not top:
             out.errors.append(
@@ -159,9 +231,12 @@ def _walk(schema: Obj, value: Any, path: str, out: Checked, *, top: bool = False
         if isinstance(items, dict):
             for i, item in enumerate(value):
                 _walk(items, item, f"{path}[{i}]", out)
+        _rules(schema, value, path, out, old)
         return
     if isinstance(value, dict):
-        _object(schema, value, path, out)
+        _object(schema, value, path, out, old)
+    # Rules see the value after its defaults and pruning, as on a real server.
+    _rules(schema, value, path, out, old)
 
 
 def _string(schema: Obj, value: str, path: str, out: Checked) -> None:
@@ -214,7 +289,7 @@ def _number(schema: Obj, value: float, path: str, out: Checked) -> None:
             )
 
 
-def _object(schema: Obj, value: Obj, path: str, out: Checked) -> None:
+def _object(schema: Obj, value: Obj, path: str, out: Checked, old: Any) -> None:
     props = schema.get("properties")
     addl = schema.get("additionalProperties")
     preserve = bool(schema.get("x-kubernetes-preserve-unknown-fields"))
@@ -235,7 +310,8 @@ def _object(schema: Obj, value: Obj, path: str, out: Checked) -> None:
             out.unknown.append(child)
             del value[key]
             continue
-        _walk(sub, value[key], child, out)
+        old_child = old.get(key, _MISSING) if isinstance(old, dict) else _MISSING
+        _walk(sub, value[key], child, out, old=old_child)
     for key in schema.get("required") or []:
         if key not in value:
             out.errors.append(v.required(f"{path}.{key}" if path else key))

@@ -125,6 +125,9 @@ class Decoded:
     """What decoding found: the first type error and every unknown field (pruned)."""
 
     type_error: str | None = None
+    # The same error as structured-merge-diff words it for an apply: `.spec.replicas:
+    # expected numeric (int or float), got string`.
+    typed_error: str | None = None
     unknown: list[str] = field(default_factory=list)
 
 
@@ -170,6 +173,18 @@ def decode(definition_name: str, obj: dict[str, Any]) -> Decoded:
     return out
 
 
+_SMD_TYPES = {
+    "integer": "numeric (int or float)",
+    "number": "numeric (int or float)",
+    "string": "string",
+    "boolean": "boolean",
+    "object": "map",
+    "array": "list",
+    "int-or-string": "string or numeric",
+    "quantity": "string or numeric",
+}
+
+
 def _walk(node: Node, value: Any, path: str, go_path: str, owner: str, out: Decoded) -> None:
     if not _fits(node, value):
         if out.type_error is None:
@@ -178,6 +193,12 @@ def _walk(node: Node, value: Any, path: str, go_path: str, owner: str, out: Deco
                 kind = f"number {value:g}"
             where = f"Go struct field {owner}.{go_path}" if owner else "Go value"
             out.type_error = f"json: cannot unmarshal {kind} into {where} of type {node.go_type}"
+            expected = _SMD_TYPES.get(node.json_type, node.json_type)
+            got = {"bool": "bool", "number": "float64", "array": "[]interface {}"}.get(
+                _json_kind(value),
+                "map[string]interface {}" if isinstance(value, dict) else "string",
+            )
+            out.typed_error = f".{path}: expected {expected}, got {got}"
         return
     if value is None:
         return
