@@ -384,3 +384,66 @@ def test_150_object_chart_with_crds_hooks_and_lookup_no_op_writes_and_waits_noth
     assert result.changed == [(f"apps/Deployment/{ns}/big-svc0", ["spec.replicas"])]
     assert writes == 1
     assert "4 hooks unchanged" in line_of(result)
+
+
+# -- affected-test selection, as a user runs it ----------------------------------------------------
+
+SELECTION_TESTS = """\
+def test_server_replicas(cluster, rendered, eventually):
+    wanted = rendered.get("Deployment", "gen-server")["spec"]["replicas"]
+    eventually(lambda: cluster.deployment("gen-server").ready_replicas == wanted)
+
+
+def test_admin_secret_has_a_password(cluster):
+    assert cluster.get("Secret", "gen-admin")["data"]["admin-password"]
+
+
+def test_instance_id_is_set(cluster):
+    assert cluster.get("ConfigMap", "gen-instance")["data"]["id"]
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("helm_name", ["helm3", "helm4"])
+def test_a_one_field_edit_selects_exactly_the_tests_that_read_it(
+    tmp_path: Path, tool: Callable[[str], str], helm_name: str
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path / "project"
+    shutil.copytree(DATA / "random", root)
+    (root / "tests").mkdir()
+    (root / "tests" / "test_gen.py").write_text(SELECTION_TESTS)
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTEST_ADDOPTS")}
+    env["DEVLOOP_HELM"] = tool(helm_name)
+    env.pop("PYTEST_XDIST_WORKER", None)
+
+    def pytest_run(*args: str, status: int = 0) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:benchmark", "-rA", *args],
+            cwd=root, env=env, capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+        assert proc.returncode == status, proc.stdout + proc.stderr
+        return proc.stdout
+
+    try:
+        full = pytest_run()
+        assert "3 passed" in full, full
+        assert "generated anew on each render" in full, full
+
+        again = pytest_run("--devloop-affected", status=5)  # 5: no test ran
+        assert "0 of 3 tests" in again and "3 deselected" in again, again
+
+        (root / "charts/gen/values.yaml").write_text("replicas: 2\n")
+        edited = pytest_run("--devloop-affected")
+        assert "PASSED tests/test_gen.py::test_server_replicas" in edited, edited
+        assert "1 passed, 2 deselected" in edited, edited
+        assert "generated anew" not in edited, "said once"
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "pytest_devloop", "cluster", "down", "--dir",
+             str(root / ".devloop" / "embedded")],
+            capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
