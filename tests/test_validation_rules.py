@@ -137,8 +137,8 @@ def test_deployment_rules(obj: Obj, expected: str) -> None:
             "spec.containers[0].ports[0].name: Invalid value",
         ),
         (
-            {"containers": [{"name": "c", "image": "i", "env": [{"name": "1A"}]}]},
-            'spec.containers[0].env[0].name: Invalid value: "1A"',
+            {"containers": [{"name": "c", "image": "i", "env": [{"name": "A=B"}]}]},
+            'spec.containers[0].env[0].name: Invalid value: "A=B"',
         ),
         (
             {
@@ -199,6 +199,10 @@ def test_restart_policy_per_kind() -> None:
         (
             {"ports": [{"port": 80, "targetPort": "not_valid"}]},
             "spec.ports[0].targetPort: Invalid value",
+        ),
+        (
+            {"ports": [{"port": 80, "targetPort": "8080"}]},
+            'spec.ports[0].targetPort: Invalid value: "8080": must contain at least one letter (a-z)',
         ),
         ({"type": "Magic", "ports": [{"port": 80}]}, 'spec.type: Unsupported value: "Magic"'),
         ({"type": "ExternalName"}, "spec.externalName: Required value"),
@@ -535,3 +539,22 @@ def test_cel_rule_that_cannot_be_evaluated_is_reported() -> None:
         "<root>: x-kubernetes-validations rule 'self.spec.undefinedFn(' was not evaluated "
         "by the embedded cluster"
     ]
+
+
+def test_rbac_defaults_prevent_false_reds() -> None:
+    binding: Obj = {
+        "kind": "RoleBinding",
+        "metadata": {"name": "b"},
+        "roleRef": {"kind": "Role", "name": "r"},
+        "subjects": [{"kind": "User", "name": "u"}, {"kind": "ServiceAccount", "name": "sa"}],
+    }
+    admission.default_binding(binding)
+    assert binding["roleRef"]["apiGroup"] == "rbac.authorization.k8s.io"
+    assert binding["subjects"][0]["apiGroup"] == "rbac.authorization.k8s.io"
+    assert "apiGroup" not in binding["subjects"][1]
+    assert messages("rbac.authorization.k8s.io/rolebindings", binding) == []
+
+
+def test_relaxed_env_names_are_accepted() -> None:
+    spec = {"containers": [{"name": "c", "image": "i", "env": [{"name": "1st-VAR.x"}]}]}
+    assert messages("pods", {"metadata": {"name": "p"}, "spec": spec}) == []

@@ -1,6 +1,9 @@
 """Admission steps of a real API server that need more than the object itself.
 
-Owns two writes' rules a chart relies on without saying so:
+Owns the writes' rules a chart relies on without saying so:
+
+- rbac/v1 defaults: a binding's `roleRef.apiGroup` and its User/Group subjects'
+  `apiGroup` default to `rbac.authorization.k8s.io`.
 
 - Secret `stringData` is write-only: on every write path it is merged into `data`
   (base64, `stringData` winning on a shared key) and never stored or returned.
@@ -55,8 +58,27 @@ def check_service_account(store: Store, pod: Obj) -> None:
     )
 
 
+_RBAC_GROUP = "rbac.authorization.k8s.io"
+
+
+def default_binding(binding: Obj) -> None:
+    """rbac/v1 defaults: roleRef and User/Group subjects name the RBAC API group."""
+    ref = binding.get("roleRef")
+    if isinstance(ref, dict) and not ref.get("apiGroup"):
+        ref["apiGroup"] = _RBAC_GROUP
+    for subject in binding.get("subjects") or []:
+        if (
+            isinstance(subject, dict)
+            and not subject.get("apiGroup")
+            and subject.get("kind") in ("User", "Group")
+        ):
+            subject["apiGroup"] = _RBAC_GROUP
+
+
 def admit(store: Store | None, rt: ResourceType, obj: Obj, old: Obj | None) -> None:
-    if rt.key == "secrets":
+    if rt.key in (f"{_RBAC_GROUP}/rolebindings", f"{_RBAC_GROUP}/clusterrolebindings"):
+        default_binding(obj)
+    elif rt.key == "secrets":
         merge_string_data(obj)
     elif rt.key == "pods" and old is None and store is not None:
         check_service_account(store, obj)

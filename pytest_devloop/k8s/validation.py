@@ -107,7 +107,6 @@ _DNS1035_FMT = "[a-z]([-a-z0-9]*[a-z0-9])?"
 _QUALIFIED_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
 _LABEL_VALUE_FMT = "(" + _QUALIFIED_FMT + ")?"
 _C_IDENTIFIER_FMT = "[A-Za-z_][A-Za-z0-9_]*"
-_ENV_NAME_FMT = "[-._a-zA-Z][-._a-zA-Z0-9]*"
 
 _LABEL_RE = re.compile(f"^{_LABEL_FMT}$")
 _SUBDOMAIN_RE = re.compile(f"^{_SUBDOMAIN_FMT}$")
@@ -250,15 +249,12 @@ def port_name(value: str) -> list[str]:
 
 
 def env_var_name(value: str) -> list[str]:
-    if re.match(f"^{_ENV_NAME_FMT}$", value):
+    """Kubernetes 1.32+ (RelaxedEnvironmentVariableValidation, on by default)."""
+    if value and all(32 <= ord(ch) <= 126 and ch != "=" for ch in value):
         return []
     return [
-        _regex_msg(
-            "a valid environment variable name must consist of alphabetic characters, digits, "
-            "'_', '-', or '.', and must not start with a digit",
-            "'my.env-name',  or 'MY_ENV.NAME',  or 'MyEnvName1'",
-            _ENV_NAME_FMT,
-        )
+        "a valid environment variable name must consist only of printable ASCII characters "
+        "other than '='"
     ]
 
 

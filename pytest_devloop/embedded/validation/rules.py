@@ -107,8 +107,7 @@ def _port_range(path: str, value: Any) -> list[FieldError]:
 
 def _int_or_port_name(path: str, value: Any) -> list[FieldError]:
     if isinstance(value, str):
-        if value.isdigit():
-            return _port_range(path, int(value))
+        # A string is a port name, even "8080" (which has no letter, so it is refused).
         return [v.invalid(path, value, msg) for msg in v.port_name(value)]
     return _port_range(path, value)
 
