@@ -226,7 +226,7 @@ def _cluster(action: str, directory: Path, port: int) -> int:
             print(f"devloop: embedded cluster in {directory}: {e}", file=sys.stderr)
             return 1
         if result.outcome == "stopped":
-            print(f"devloop: embedded cluster in {directory} stopped (pid {result.pid} exited)")
+            print(f"devloop: embedded cluster in {directory} stopped")
         elif result.outcome == "stale":
             print(
                 f"devloop: the record {directory / cluster.STATE_FILE} was stale ({result.reason}); "

@@ -347,7 +347,7 @@ def test_real_cluster_commands_name_the_cluster_they_need(
         )
         out = r.stdout + r.stderr
         assert r.returncode != 0, out
-        line = next((x for x in out.splitlines() if "not found (no kubeconfig context" in x), "")
+        line = next((x for x in out.splitlines() if "exists (no kubeconfig context" in x), "")
         assert any(f"create it with `{c}`" in line for c in creates), out
         # The `rendered` tests pass without a cluster; the 9 `cluster` tests error.
         assert re.search(r"\b9 errors\b", out), out
