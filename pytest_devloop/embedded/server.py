@@ -14,7 +14,6 @@ and delayed ACKs.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import queue
 import random
@@ -30,6 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from pytest_devloop.embedded import auth as authn
 from pytest_devloop.embedded import bodies, disruption, errors, listing, openapi, printers
 from pytest_devloop.embedded.errors import ApiError
 from pytest_devloop.embedded.store import Change, Obj, Store, clone, dumps, meta, now_rfc3339
@@ -98,6 +98,7 @@ class Request:
         self.accept = ""
         self.user_agent = ""
         self.body = b""
+        self.identity: authn.Identity = authn.ADMIN
         # `Warning` headers of the answer (unknown fields under fieldValidation=Warn, ...).
         self.warnings: list[str] = []
 
@@ -125,10 +126,12 @@ class ApiServer:
         *,
         admit: Admit = _no_admit,
         bookmark_interval: float = 5.0,
+        signer: authn.TokenSigner | None = None,
     ) -> None:
         self.store = store
         self.registry = store.registry
         self.token = token
+        self.signer = signer or authn.TokenSigner()
         self.admit = admit
         self.validation = Validation(store)
         self.bookmark_interval = bookmark_interval
@@ -177,6 +180,10 @@ class ApiServer:
             return 200, self.version_info(), ""
         if head == "devloop" and parts[1:] == ["status"]:
             return 200, self.devloop_status(), ""
+        if head == ".well-known" and parts[1:] == ["openid-configuration"]:
+            return 200, self.openid_configuration(), ""
+        if head == "openid" and parts[1:] == ["v1", "jwks"]:
+            return 200, self.signer.jwks(), "application/jwk-set+json"
         if head == "openapi":
             return self.route_openapi(parts, req)
         if head == "api":
@@ -234,6 +241,33 @@ class ApiServer:
 
     def dispatch(self, req: Request) -> tuple[int, Any, str]:
         m = req.method
+        assert req.rt is not None
+        if not req.rt.stored:
+            # The review kinds: answered on create, never stored.
+            if m == "POST" and req.name is None:
+                body = self.body_object(req)
+                self.check_kind(req, body)
+                answer = authn.review(
+                    req.rt.kind, body, req.identity, self.signer, namespace=req.namespace
+                )
+                answer["apiVersion"] = req.rt.api_version(req.version)
+                return 201, answer, ""
+            raise errors.method_not_allowed()
+        if req.sub == "token":
+            if m != "POST":
+                raise errors.method_not_allowed()
+            sa = self.must_get(req)
+            body = self.decode(req, require_object=False) or {}
+            self.check_bound_object(req, body)
+            return 201, authn.token_request(self.signer, sa, body), ""
+        if req.sub == "ephemeralcontainers":
+            self.must_get(req)
+            raise ApiError(
+                405,
+                "MethodNotAllowed",
+                "the embedded cluster does not run ephemeral containers (kubectl debug): "
+                "debug on a real cluster, or run a debugging Pod next to this one",
+            )
         if req.name is None:
             if m == "GET":
                 return self.do_list(req)
@@ -396,6 +430,52 @@ class ApiServer:
             version=req.version,
             list_meta=list_meta,
         )
+
+    def check_kind(self, req: Request, body: Obj) -> None:
+        rt = req.rt
+        assert rt is not None
+        kind = body.get("kind")
+        if kind and kind != rt.kind:
+            raise errors.bad_request(
+                f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})"
+            )
+
+    def check_bound_object(self, req: Request, body: Any) -> None:
+        """A token bound to a Pod, Secret or Node needs that object, with that uid."""
+        ref = (
+            ((body or {}).get("spec") or {}).get("boundObjectRef")
+            if isinstance(body, dict)
+            else None
+        )
+        if not isinstance(ref, dict):
+            return
+        plural = {"Pod": "pods", "Secret": "secrets", "Node": "nodes"}.get(str(ref.get("kind")))
+        rt = self.registry.get("", plural) if plural else None
+        if rt is None:
+            return  # an unsupported kind is refused by the TokenRequest validation
+        name = str(ref.get("name", ""))
+        obj = self.store.get(rt, req.namespace if rt.namespaced else None, name)
+        if obj is None:
+            raise errors.not_found(rt.plural, name)
+        uid = ref.get("uid")
+        if uid and uid != meta(obj).get("uid"):
+            raise errors.conflict(
+                rt.plural,
+                name,
+                "",
+                f"the UID in the bound object reference ({uid}) does not match the UID in "
+                f"record. The object might have been deleted and then recreated",
+            )
+
+    def openid_configuration(self) -> dict[str, Any]:
+        """Service-account issuer discovery: where the token keys are published."""
+        return {
+            "issuer": authn.ISSUER,
+            "jwks_uri": f"{authn.ISSUER}/openid/v1/jwks",
+            "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["ES256"],
+        }
 
     def do_service_proxy(self, req: Request) -> tuple[int, Any, str]:
         """`services/[scheme:]name[:port]/proxy/...`: forward to one endpoint address.
@@ -670,6 +750,20 @@ class ApiServer:
         containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
         if container and container not in containers:
             raise errors.bad_request(f"container {container} is not valid for pod {req.name}")
+        if req.flag("previous"):
+            # The simulation keeps the current container's log only; a previous one exists
+            # exactly when the container has restarted, and then its log is not kept.
+            name = container or (containers[0] if containers else "")
+            statuses = (pod.get("status") or {}).get("containerStatuses") or []
+            restarted = any(
+                cs.get("name") == name and (cs.get("lastState") or {}).get("terminated")
+                for cs in statuses
+            )
+            if not restarted:
+                raise errors.bad_request(
+                    f'previous terminated container "{name}" in pod "{req.name}" not found'
+                )
+            lines = []
         tail = req.q("tailLines")
         if tail:
             lines = lines[-int(tail) :] if int(tail) > 0 else []
@@ -1267,9 +1361,8 @@ class Handler(BaseHTTPRequestHandler):
             raw = self.rfile.read(length) if length else b""
             auth = self.headers.get("Authorization", "")
             public = method == "GET" and split.path.rstrip("/") in PUBLIC_PATHS
-            if not public and not hmac.compare_digest(
-                auth.encode(), f"Bearer {api.token}".encode()
-            ):
+            identity = None if public else authn.authenticate(auth, api.token, api.signer)
+            if not public and identity is None:
                 raise errors.unauthorized()
             if method != "GET":
                 api.write_requests += 1
@@ -1278,6 +1371,7 @@ class Handler(BaseHTTPRequestHandler):
             req.user_agent = self.headers.get("User-Agent", "")
             req.accept = self.headers.get("Accept", "")
             req.body = raw
+            req.identity = identity or authn.ADMIN
             code, body, ctype = api.route(req)
             if isinstance(body, tuple) and body and body[0] == "WATCH":
                 self.stream_watch(req, body[1], body[2])

@@ -33,6 +33,13 @@ class ResourceType:
     # strategic merge patch is refused (415) as the real server does.
     crd_name: str = ""
     list_kind: str = ""
+    # Verbs served (discovery); empty means all of VERBS. The review kinds are create-only
+    # and never stored.
+    verbs: tuple[str, ...] = ()
+
+    @property
+    def stored(self) -> bool:
+        return not self.verbs or "get" in self.verbs
 
     @property
     def key(self) -> str:
@@ -61,6 +68,7 @@ def _rt(
     short: str = "",
     sub: str = "status",
     cat: str = "",
+    verbs: str = "",
 ) -> ResourceType:
     return ResourceType(
         group=group,
@@ -72,18 +80,27 @@ def _rt(
         short_names=tuple(s for s in short.split(",") if s),
         subresources=tuple(s for s in sub.split(",") if s),
         categories=tuple(c for c in cat.split(",") if c),
+        verbs=tuple(v for v in verbs.split(",") if v),
     )
 
 
 BUILTIN: tuple[ResourceType, ...] = (
     _rt("", "v1", "namespaces", "Namespace", namespaced=False, short="ns", sub="status,finalize"),
     _rt("", "v1", "nodes", "Node", namespaced=False, short="no", sub="status"),
-    _rt("", "v1", "pods", "Pod", short="po", sub="status,log,binding,eviction", cat="all"),
+    _rt(
+        "",
+        "v1",
+        "pods",
+        "Pod",
+        short="po",
+        sub="status,log,binding,eviction,ephemeralcontainers",
+        cat="all",
+    ),
     _rt("", "v1", "services", "Service", short="svc", sub="status,proxy", cat="all"),
     _rt("", "v1", "endpoints", "Endpoints", short="ep", sub=""),
     _rt("", "v1", "configmaps", "ConfigMap", short="cm", sub=""),
     _rt("", "v1", "secrets", "Secret", sub=""),
-    _rt("", "v1", "serviceaccounts", "ServiceAccount", short="sa", sub=""),
+    _rt("", "v1", "serviceaccounts", "ServiceAccount", short="sa", sub="token"),
     _rt("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", short="pvc"),
     _rt("", "v1", "persistentvolumes", "PersistentVolume", namespaced=False, short="pv"),
     _rt("", "v1", "events", "Event", short="ev", sub=""),
@@ -152,6 +169,97 @@ BUILTIN: tuple[ResourceType, ...] = (
         sub="",
     ),
     _rt("coordination.k8s.io", "v1", "leases", "Lease", sub=""),
+    _rt("events.k8s.io", "v1", "events", "Event", short="ev", sub=""),
+    _rt("storage.k8s.io", "v1", "csidrivers", "CSIDriver", namespaced=False, sub=""),
+    _rt("storage.k8s.io", "v1", "csinodes", "CSINode", namespaced=False, sub=""),
+    _rt("storage.k8s.io", "v1", "volumeattachments", "VolumeAttachment", namespaced=False),
+    _rt(
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingadmissionpolicies",
+        "ValidatingAdmissionPolicy",
+        namespaced=False,
+    ),
+    _rt(
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingadmissionpolicybindings",
+        "ValidatingAdmissionPolicyBinding",
+        namespaced=False,
+        sub="",
+    ),
+    _rt("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", namespaced=False, sub=""),
+    _rt("flowcontrol.apiserver.k8s.io", "v1", "flowschemas", "FlowSchema", namespaced=False),
+    _rt(
+        "flowcontrol.apiserver.k8s.io",
+        "v1",
+        "prioritylevelconfigurations",
+        "PriorityLevelConfiguration",
+        namespaced=False,
+    ),
+    _rt(
+        "certificates.k8s.io",
+        "v1",
+        "certificatesigningrequests",
+        "CertificateSigningRequest",
+        namespaced=False,
+        short="csr",
+        sub="status,approval",
+    ),
+    _rt("apiregistration.k8s.io", "v1", "apiservices", "APIService", namespaced=False),
+    _rt(
+        "authentication.k8s.io",
+        "v1",
+        "tokenreviews",
+        "TokenReview",
+        namespaced=False,
+        sub="",
+        verbs="create",
+    ),
+    _rt(
+        "authentication.k8s.io",
+        "v1",
+        "selfsubjectreviews",
+        "SelfSubjectReview",
+        namespaced=False,
+        sub="",
+        verbs="create",
+    ),
+    _rt(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+        namespaced=False,
+        sub="",
+        verbs="create",
+    ),
+    _rt(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectrulesreviews",
+        "SelfSubjectRulesReview",
+        namespaced=False,
+        sub="",
+        verbs="create",
+    ),
+    _rt(
+        "authorization.k8s.io",
+        "v1",
+        "subjectaccessreviews",
+        "SubjectAccessReview",
+        namespaced=False,
+        sub="",
+        verbs="create",
+    ),
+    _rt(
+        "authorization.k8s.io",
+        "v1",
+        "localsubjectaccessreviews",
+        "LocalSubjectAccessReview",
+        sub="",
+        verbs="create",
+    ),
     _rt(
         "apiextensions.k8s.io",
         "v1",
@@ -273,7 +381,7 @@ def api_resource_list(group: str, version: str, types: Iterable[ResourceType]) -
             "singularName": rt.singular,
             "namespaced": rt.namespaced,
             "kind": rt.kind,
-            "verbs": VERBS,
+            "verbs": list(rt.verbs) if rt.verbs else VERBS,
         }
         if rt.short_names:
             entry["shortNames"] = list(rt.short_names)
@@ -306,6 +414,15 @@ def api_resource_list(group: str, version: str, types: Iterable[ResourceType]) -
                 )
             elif sub == "finalize":
                 sub_entry.update(verbs=["update"])
+            elif sub == "token":
+                sub_entry.update(
+                    group="authentication.k8s.io",
+                    version="v1",
+                    kind="TokenRequest",
+                    verbs=["create"],
+                )
+            elif sub == "ephemeralcontainers":
+                sub_entry.update(verbs=["get", "patch", "update"])
             resources.append(sub_entry)
     return {
         "kind": "APIResourceList",
