@@ -904,6 +904,37 @@ def test_install_hooks_run_in_weight_order_around_the_release(
     assert inventory(k8s, ns, "jobs") == [f"apps/Deployment/{ns}/jobs-app"]
 
 
+def test_hook_succeeded_hooks_are_deleted_after_every_hook_of_the_event_ran(
+    make_project: Callable[..., Project], k8s: Any, events_log: list[Event]
+) -> None:
+    # As Helm does: the Job still needs the ServiceAccount hook that ran before it.
+    project = make_project("hook-account")
+    ns = project.namespace
+
+    run = project.sync()
+
+    assert run.result.ok, run.lines
+    assert _hook_words(run.line) == [
+        "ServiceAccount/certs-certgen ran (pre-install)",
+        "Job/certs-certgen ran (pre-install)",
+    ]
+    order = [
+        (e.type, e.kind, e.name)
+        for e in events_log
+        if e.namespace == ns and e.kind in ("ServiceAccount", "Job", "ConfigMap")
+        and e.name.startswith("certs-")
+    ]  # fmt: skip
+    assert order[:2] == [
+        ("ADDED", "ServiceAccount", "certs-certgen"),
+        ("ADDED", "Job", "certs-certgen"),
+    ]
+    assert sorted(order[2:4]) == [
+        ("DELETED", "Job", "certs-certgen"),
+        ("DELETED", "ServiceAccount", "certs-certgen"),
+    ]
+    assert order[4:] == [("ADDED", "ConfigMap", "certs-settings")]
+
+
 def test_upgrade_hooks_rerun_only_when_their_rendering_changed(
     make_project: Callable[..., Project], k8s: Any, events_log: list[Event]
 ) -> None:

@@ -45,6 +45,7 @@ class HookReport:
 
     ran: list[str] = field(default_factory=list)
     unchanged: int = 0
+    ran_keys: list[str] = field(default_factory=list)  # object keys of the hooks that ran
 
     def words(self) -> list[str]:
         out = list(self.ran)
@@ -95,6 +96,9 @@ class HookRunner:
     ) -> None:
         """Run the hooks of one event; a failure raises `HookFailed` after applying the
         hook's delete policy."""
+        # As Helm does, `hook-succeeded` hooks are deleted once every hook of the event has
+        # run: a hook Job may run as a hook ServiceAccount created before it.
+        succeeded: list[tuple[ApiResource, str | None, str]] = []
         for h in order(hooks, event):
             assert h.hook is not None
             obj = h.obj
@@ -132,8 +136,11 @@ class HookRunner:
                 )
             record.hooks[key] = digest
             if "hook-succeeded" in policies:
-                self.kube.delete(res, namespace, str(m.get("name")))
+                succeeded.append((res, namespace, str(m.get("name"))))
             report.ran.append(f"{name} ran ({event})")
+            report.ran_keys.append(key)
+        for res, namespace, hook_name in succeeded:
+            self.kube.delete(res, namespace, hook_name)
 
     # -- waiting --------------------------------------------------------------------
 
