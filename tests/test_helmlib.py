@@ -93,7 +93,7 @@ def test_in_process_render_equals_the_cli(
 def test_the_bench_chart_renders_in_process_like_the_cli(
     library: helmlib.HelmLibrary, tool: Callable[[str], str]
 ) -> None:
-    chart = ROOT / "bench" / "charts" / "course-app"
+    chart = ROOT / "bench" / "projects" / "course" / "charts" / "course-app"
     if not chart.is_dir():
         pytest.skip("no bench chart")
     kw = {"values_files": [chart / "values.yaml"], "release": "course"}
