@@ -22,6 +22,7 @@ import pytest
 from pytest_devloop.cluster.kube import Kube
 from pytest_devloop.cluster.session import Options, load
 from pytest_devloop.embedded.cluster import EmbeddedCluster
+from pytest_devloop.embedded.controllers import SimulationConfig
 from pytest_devloop.run import teardown
 
 pytestmark = pytest.mark.slow
@@ -33,6 +34,20 @@ def test_blocks_until_the_job_is_cancelled(cluster):
     assert cluster.get("ConfigMap", "app")
     pathlib.Path(os.environ["GATE"]).write_text("started")
     time.sleep(600)
+"""
+
+
+DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: web:1}]
 """
 
 
@@ -152,6 +167,39 @@ def test_a_signal_during_the_tests_leaves_no_namespace(
     assert f"devloop: CI teardown: namespace {name} deleted" in out, out
     assert proc.returncode == 2, out  # interrupted, as on Ctrl-C
     assert ci_namespaces(kube) == {}
+
+
+def test_a_signal_during_the_sync_leaves_no_namespace(
+    tmp_path_factory: pytest.TempPathFactory, project: Path
+) -> None:
+    # Pods that never get ready: the sync waits for the Deployment when the signal comes,
+    # before any test (pytest then skips its session finish; the teardown still runs).
+    slow = EmbeddedCluster(
+        config=SimulationConfig(pod_ready_delay=3600), directory=tmp_path_factory.mktemp("slow")
+    )
+    slow.start()
+    try:
+        from kubernetes import config
+
+        kube = Kube(config.new_client_from_config(config_file=str(slow.kubeconfig)))
+        (project / "manifests" / "deploy.yaml").write_text(DEPLOYMENT)
+        proc = start(slow, project, "-p", "no:xdist")
+        deploy = kube.resource("apps/v1", "Deployment")
+        assert deploy is not None
+        deadline = time.monotonic() + 120
+        while not any(kube.list(deploy, ns) for ns in ci_namespaces(kube)):
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline, "the sync never applied the Deployment"
+            time.sleep(0.05)
+
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+
+        assert not (project / "gate").exists(), out
+        assert "devloop: CI teardown: namespace devloop-" in out, out
+        assert ci_namespaces(kube) == {}
+    finally:
+        slow.stop()
 
 
 def test_sigterm_to_the_xdist_controller_leaves_no_namespace(
