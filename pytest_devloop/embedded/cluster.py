@@ -125,7 +125,12 @@ class EmbeddedCluster:
         host, port = self._httpd.server_address[:2]
         self.config.api_server_host = str(host)
         self.config.api_server_port = int(port)
-        self.controllers = ControllerManager(self.store, self.config)
+        from pytest_devloop.embedded import bootstrap
+
+        ca_pem = self._certs.ca_pem if self._certs is not None else None
+        self.controllers = ControllerManager(
+            self.store, self.config, extra=[bootstrap.factory(ca_pem, self.api.signer)]
+        )
         self.api.admit = self.controllers.admit
         self.controllers.bootstrap()
         self.controllers.start()

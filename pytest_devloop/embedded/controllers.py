@@ -31,7 +31,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pytest_devloop.embedded import errors
@@ -97,6 +97,7 @@ class ControllerManager:
         clock: Callable[[], float] = time.monotonic,
         *,
         strict: bool = False,
+        extra: Sequence[Callable[[Context], Controller]] = (),
     ) -> None:
         """`clock` drives timers (monotonic seconds); object timestamps use `store.clock`.
 
@@ -141,6 +142,7 @@ class ControllerManager:
             PdbStatus(self.ctx),
             GarbageCollector(self.ctx),
             NamespaceController(self.ctx),
+            *(make(self.ctx) for make in extra),
         ]
         self.pod_network: PodNetwork | None = None
         if self.config.pod_network:
@@ -249,6 +251,10 @@ class ControllerManager:
             self.set_api_server(cfg.api_server_host, cfg.api_server_port)
             for ns in SYSTEM_NAMESPACES:
                 self._handlers["serviceaccount"](Key("serviceaccount", ns, "default"))
+            for controller in self.controllers:
+                hook = getattr(controller, "bootstrap", None)
+                if hook is not None:
+                    hook()
 
     def set_api_server(self, host: str, port: int) -> None:
         """Point the `kubernetes` Service's Endpoints at the API server's address."""

@@ -95,7 +95,8 @@ def test_configmap_crud_and_stale_update(api_client: Any, namespace: str) -> Non
     patched = core.patch_namespaced_config_map("cfg", namespace, {"data": {"b": "x"}})
     assert patched.data == {"a": "2", "b": "x"}
     listed = core.list_namespaced_config_map(namespace, label_selector="")
-    assert [c.metadata.name for c in listed.items] == ["cfg"]
+    # Every namespace also holds the cluster's root CA bundle, as on a real cluster.
+    assert [c.metadata.name for c in listed.items] == ["cfg", "kube-root-ca.crt"]
     core.delete_namespaced_config_map("cfg", namespace)
     with pytest.raises(ApiException) as exc:
         core.read_namespaced_config_map("cfg", namespace)
@@ -117,15 +118,15 @@ def test_label_and_field_selectors(api_client: Any, namespace: str) -> None:
     assert names(label_selector="tier=web") == ["a"]
     assert names(label_selector="tier in (web,db)") == ["a", "b"]
     assert names(label_selector="tier notin (web),tier") == ["b", "c"]
-    assert names(label_selector="!tier") == []
+    assert names(label_selector="!tier") == ["kube-root-ca.crt"]
     assert names(field_selector="metadata.name=b") == ["b"]
-    assert names(field_selector="metadata.name!=b") == ["a", "c"]
+    assert names(field_selector="metadata.name!=b") == ["a", "c", "kube-root-ca.crt"]
     page = core.list_namespaced_config_map(namespace, limit=2)
     assert len(page.items) == 2 and page.metadata._continue
     rest = core.list_namespaced_config_map(namespace, limit=2, _continue=page.metadata._continue)
-    assert [c.metadata.name for c in rest.items] == ["c"]
+    assert [c.metadata.name for c in rest.items] == ["c", "kube-root-ca.crt"]
     core.delete_collection_namespaced_config_map(namespace, label_selector="tier=db")
-    assert names() == ["a", "c"]
+    assert names() == ["a", "c", "kube-root-ca.crt"]
 
 
 def test_deployment_rollout_scale_and_status(api_client: Any, namespace: str) -> None:
@@ -238,6 +239,8 @@ def test_watch_delivers_live_events_and_bookmarks(
             timeout_seconds=3,
             allow_watch_bookmarks=True,
         ):
+            if ev["object"].metadata.name == "kube-root-ca.crt":
+                continue  # present in every namespace
             got.append(ev["type"] + ":" + (ev["object"].metadata.name or ""))
             if len(got) == 2:
                 w.stop()
@@ -301,7 +304,8 @@ def test_apply_removes_fields_dropped_from_config(api_client: Any, namespace: st
 def test_dry_run_writes_nothing(api_client: Any, namespace: str) -> None:
     core = client.CoreV1Api(api_client)
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "dry"}}, dry_run="All")
-    assert core.list_namespaced_config_map(namespace).items == []
+    listed = core.list_namespaced_config_map(namespace, field_selector="metadata.name=dry")
+    assert listed.items == []
 
 
 def test_finalizers_and_foreground_deletion(api_client: Any, namespace: str) -> None:
