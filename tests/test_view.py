@@ -1,7 +1,7 @@
 """The `cluster` and `rendered` views: what each read records, against the embedded cluster.
 
 Objects are created with the `kubernetes` client over real HTTP; each test reads through
-a `Cluster` and asserts on the `RecordData` its `Recorder` returns.
+a `Cluster` and asserts on the `TestRecord` its `Recorder` returns.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pytest_devloop.run.eventually import eventually
 from pytest_devloop.run.view import Cluster, ListView, ObjectView, Rendered, WorkloadView
 from pytest_devloop.selection.records import (
     ListRead,
-    RecordData,
     Recorder,
+    TestRecord,
     minimal_paths,
     normalize_selector,
     paths_meet,
@@ -120,7 +120,7 @@ def ready(cluster: Cluster, name: str, replicas: int = 2) -> None:
     eventually(lambda: cluster.deployment(name).ready_replicas == replicas, timeout=10)
 
 
-def record_of(recorder: Recorder) -> RecordData:
+def record_of(recorder: Recorder) -> TestRecord:
     return recorder.stop()
 
 
@@ -565,8 +565,8 @@ def test_recorder_outside_a_test_counts_reads_and_keeps_none() -> None:
     assert r.unattributed == 3
     r.start("a")
     r.object_read("apps/Deployment/ns/web", "spec.replicas")
-    assert r.stop() == RecordData("a", {"apps/Deployment/ns/web": ["spec.replicas"]})
-    assert r.stop() == RecordData("")
+    assert r.stop() == TestRecord(objects={"apps/Deployment/ns/web": ["spec.replicas"]}, nodeid="a")
+    assert r.stop() == TestRecord()
 
 
 def test_recorder_keeps_minimal_paths_and_whole_object_wins() -> None:
@@ -585,7 +585,7 @@ def test_recorder_keeps_minimal_paths_and_whole_object_wins() -> None:
         "k/B/ns/b": None,
         "k/C/ns/c": [],
     }
-    assert RecordData.from_json(record.to_json()) == record
+    assert TestRecord.from_json(record.to_json(), "t") == record
 
 
 def test_recorder_is_thread_safe() -> None:

@@ -47,6 +47,11 @@ class SyncSummary:
     desired: dict[str, dict[str, Any]]
     artifact_of: dict[str, str]
     created_cluster_scoped: list[str] = field(default_factory=list)
+    previous: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> old body
+    opaque: dict[str, str] = field(default_factory=dict)  # artifact -> why changes unknown
+    causes: dict[str, str] = field(default_factory=dict)  # key -> the file that changed it
+    namespaces: dict[str, str] = field(default_factory=dict)  # artifact -> live namespace
+    changed_files: list[str] = field(default_factory=list)  # inputs changed (rootdir-relative)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -86,6 +91,7 @@ class TestRun:
         self.decisions: list[Any] = []
         self.selection_note: str | None = None
         self.explain_lines: list[str] = []
+        self.impact: Any = None  # selection.impact.Impact of this run's selection
         if self.is_worker:
             raw = config.workerinput.get(WORKER_KEY)  # type: ignore[attr-defined]
             if raw:
@@ -192,6 +198,11 @@ class TestRun:
             desired=result.desired(),
             artifact_of=result.artifact_of(),
             created_cluster_scoped=created,
+            previous=result.previous(),
+            opaque=result.opaque(),
+            causes=result.causes(),
+            namespaces=result.namespaces(),
+            changed_files=list(getattr(result, "changed_files", [])),
         )
 
     def worker_input(self) -> str:
@@ -348,7 +359,7 @@ class TestRun:
 
     def select(self, items: list[pytest.Item]) -> tuple[list[pytest.Item], list[pytest.Item]]:
         """(selected, deselected) for --devloop-affected, with one reason per test."""
-        from pytest_devloop.selection import impact
+        from pytest_devloop.selection import changes, impact
 
         cfg = self.pytest_config
         decision = cfg.hook.pytest_devloop_selection_mode(
@@ -368,20 +379,47 @@ class TestRun:
         if records is None:
             self.selection_note = f"devloop: warning: {warning}"
             return items, []
-        graph = impact.Graph.build(
-            self.summary.desired.items(), artifact_of=self.summary.artifact_of
+        s = self.summary
+        cs = changes.change_set(
+            s.changed, opaque=s.opaque, causes=s.causes, artifact_of=s.artifact_of
         )
-        changed = {k: (fields or None) for k, fields in self.summary.changed}
-        imp = graph.closure(changed)
-        typed = {n: impact.TestRecord.from_json(r) for n, r in records.items()}
+        if cs.uncertain is not None:
+            self.decisions = [
+                impact.Decision(i.nodeid, True, cs.uncertain, "uncertain") for i in items
+            ]
+            self.selection_note = (
+                f"devloop: running all {len(items)} tests: {cs.uncertain} "
+                "(devloop cannot tell which tests it affects)"
+            )
+            return items, []
+        # Pruned objects join the graph with their last applied body: their old labels
+        # and selectors decide which lists held them and whom they fed.
+        objects = dict(s.desired)
+        for key, body in s.previous.items():
+            objects.setdefault(key, body)
+        graph = impact.Graph.build(objects.items(), artifact_of=s.artifact_of)
+        # A restored drift's old labels are the live ones, which no record holds: unknown.
+        drifted = any(op == "drift" for op in cs.ops.values())
+        imp = graph.closure(cs.changed, cause=cs.causes, previous=None if drifted else s.previous)
+        typed: dict[str, impact.TestRecord | None] = {}
+        for nodeid, raw in records.items():
+            try:
+                typed[nodeid] = impact.TestRecord.from_json(raw, nodeid)
+            except impact.RecordError:
+                typed[nodeid] = None  # unreadable: run it
         current = {item.nodeid: self.file_digest(item) for item in items}
         self.decisions = impact.select(
-            typed, [i.nodeid for i in items], imp, current_file_digests=current
+            typed,
+            [i.nodeid for i in items],
+            imp,
+            current_file_digests=current,
+            changed_files=s.changed_files,
         )
+        self.impact = imp
         run = {d.nodeid for d in self.decisions if d.run}
         selected = [i for i in items if i.nodeid in run]
         deselected = [i for i in items if i.nodeid not in run]
-        self.selection_note = impact.summary(self.decisions, _change_reason(self.summary))
+        self.selection_note = impact.summary(self.decisions, changes.describe(cs))
         return selected, deselected
 
     # -- diagnostics ----------------------------------------------------------------
@@ -513,20 +551,6 @@ class TestRun:
             self.write("devloop: teardown left: " + ", ".join(leftovers))
         else:
             self.write(f"devloop: CI teardown: namespace {self.ci_namespace} deleted")
-
-
-def _change_reason(summary: SyncSummary, limit: int = 2) -> str:
-    """`sms-checker → Deployment/sms-checker-app (spec.replicas)`: what the sync changed."""
-    if not summary.changed:
-        return "the sync (nothing changed in the cluster)"
-    parts: list[str] = []
-    for key, fields in summary.changed[:limit]:
-        _, kind, _, name = [*key.split("/", 3), "", "", ""][:4]
-        source = summary.artifact_of.get(key)
-        text = f"{source} → {kind}/{name}" if source else f"{kind}/{name}"
-        parts.append(text + (f" ({', '.join(fields)})" if fields else ""))
-    more = len(summary.changed) - limit
-    return "; ".join(parts) + (f" and {more} more" if more > 0 else "")
 
 
 def _created_at(obj: dict[str, Any] | None) -> float | None:

@@ -2,11 +2,8 @@
 
 Owns three pure pieces, with no I/O, no clock and no cluster:
 
-- `TestRecord` / `ListRead`: what one test read last time (objects with the field paths
-  it looked at, lists by kind and label selector, dependencies declared by hand), its
-  last outcome and the digest of its file. The recorder behind the `cluster` and
-  `rendered` fixtures fills them; `to_json`/`from_json` are the storage shape (the caller
-  versions the file that holds them).
+- reading the one record model of `records` (`TestRecord` / `ListRead`, re-exported
+  here): what one test read last time, its last outcome and the digest of its file.
 - `Graph`: the desired objects plus two kinds of virtual node, and the edges between
   them. An edge A → B means "a change of A can change what a reader of B sees".
   `Graph.closure` turns the changed objects of a sync into an `Impact`.
@@ -48,7 +45,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import PurePosixPath
-from typing import Any, ClassVar
+from typing import Any
 
 from pytest_devloop.k8s.selectors import (
     Requirement,
@@ -57,6 +54,7 @@ from pytest_devloop.k8s.selectors import (
     parse_label_selector,
     selector_from_label_selector,
 )
+from pytest_devloop.selection.records import ListRead, RecordError, TestRecord
 from pytest_devloop.sync.plan import short_name
 
 __all__ = [
@@ -103,113 +101,7 @@ _FAILED = frozenset({"failed", "error"})
 _KNOWN_OUTCOMES = frozenset({"passed", "failed", "error", "skipped", "xfailed", "xpassed"})
 
 
-# -- dependency records ----------------------------------------------------------------------
-
-
-class RecordError(ValueError):
-    """A stored dependency record that cannot be read; the caller runs the test."""
-
-
-@dataclass(frozen=True)
-class ListRead:
-    """One list a test made: `group_kind` like `apps/Deployment` or `/Pod` (`*`: any
-    kind, the recorder's fallback for reads it cannot describe), `namespace` None for all
-    namespaces, `selector` in label-selector text form ("" = everything)."""
-
-    group_kind: str
-    namespace: str | None
-    selector: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "group_kind": self.group_kind,
-            "namespace": self.namespace,
-            "selector": self.selector,
-        }
-
-    @classmethod
-    def from_json(cls, data: Any) -> ListRead:
-        if not isinstance(data, Mapping):
-            raise RecordError(f"a list read is an object, not {type(data).__name__}")
-        gk, ns, sel = data.get("group_kind"), data.get("namespace"), data.get("selector", "")
-        if not isinstance(gk, str) or not (ns is None or isinstance(ns, str)):
-            raise RecordError(f"list read needs group_kind (text) and namespace: {dict(data)!r}")
-        if not isinstance(sel, str):
-            raise RecordError(f"list read selector is text, not {type(sel).__name__}")
-        return cls(gk, ns, sel)
-
-
-@dataclass
-class TestRecord:
-    """What one test read from the cluster (and `rendered`) on its last run.
-
-    `objects` maps an object key (`group/Kind/namespace/name`) to the field paths read,
-    or None when the test had the whole object (field precision unsound); an empty list
-    means it only saw the object exist, which only a creation or deletion changes. `declared`
-    holds `@pytest.mark.devloop(depends_on=[...])` entries: `Kind/name`, `Kind/ns/name`,
-    a full key, `chart:<artifact>` or `image:<name>`.
-    """
-
-    __test__: ClassVar[bool] = False  # a name starting with "Test": not a pytest test class
-
-    objects: dict[str, list[str] | None] = field(default_factory=dict)
-    lists: list[ListRead] = field(default_factory=list)
-    declared: list[str] = field(default_factory=list)
-    always: bool = False
-    outcome: str = "passed"
-    file_digest: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "objects": {
-                k: (None if v is None else list(v)) for k, v in sorted(self.objects.items())
-            },
-            "lists": [r.to_json() for r in self.lists],
-            "declared": list(self.declared),
-            "always": self.always,
-            "outcome": self.outcome,
-            "file_digest": self.file_digest,
-        }
-
-    @classmethod
-    def from_json(cls, data: Any) -> TestRecord:
-        """The record from its JSON form; `RecordError` names what is wrong."""
-        if not isinstance(data, Mapping):
-            raise RecordError(f"a test record is an object, not {type(data).__name__}")
-        objects_in = data.get("objects", {})
-        if not isinstance(objects_in, Mapping):
-            raise RecordError("objects: expected a mapping of object key to field paths")
-        objects: dict[str, list[str] | None] = {}
-        for key, paths in objects_in.items():
-            if paths is not None and not (
-                isinstance(paths, list) and all(isinstance(p, str) for p in paths)
-            ):
-                raise RecordError(f"objects[{key!r}]: expected a list of field paths or null")
-            objects[str(key)] = None if paths is None else list(paths)
-        lists_in = data.get("lists", [])
-        declared = data.get("declared", [])
-        if not isinstance(lists_in, list):
-            raise RecordError("lists: expected a list")
-        if not (isinstance(declared, list) and all(isinstance(d, str) for d in declared)):
-            raise RecordError("declared: expected a list of text")
-        always, outcome, digest = (
-            data.get("always", False),
-            data.get("outcome", "passed"),
-            data.get("file_digest", ""),
-        )
-        if not isinstance(always, bool):
-            raise RecordError("always: expected true or false")
-        if not isinstance(outcome, str) or not isinstance(digest, str):
-            raise RecordError("outcome and file_digest: expected text")
-        return cls(
-            objects=objects,
-            lists=[ListRead.from_json(r) for r in lists_in],
-            declared=list(declared),
-            always=always,
-            outcome=outcome,
-            file_digest=digest,
-        )
-
+# -- dependency records: one model, in `records` -----------------------------------------
 
 # -- field paths -----------------------------------------------------------------------------
 

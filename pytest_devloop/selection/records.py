@@ -1,9 +1,9 @@
-"""What one test read: the recorder and the dependency record it produces.
+"""What one test read: the one record model, and the recorder that fills it.
 
-Owns the per-test dependency record (`RecordData`) and its parts, the `Recorder` that the
-`cluster` and `rendered` views write into while a test runs, and label-selector matching
-(`ListRead.covers`), so the impact module decides "does this change meet this read" with
-the same rules the recorder used to write it.
+Owns the per-test dependency record (`TestRecord`) and its parts (`ListRead`), shared by
+the `Recorder` that the `cluster` and `rendered` views write into while a test runs, the
+records file under `.devloop/records/` (`to_json`/`from_json`, validated: a bad entry is
+a `RecordError` and the caller runs the test), and the selection in `impact`.
 
 The format, as the impact module reads it:
 
@@ -19,7 +19,11 @@ The format, as the impact module reads it:
   namespace) and normalized selector text ("": everything). `group_kind` "*" means every
   kind (`rendered.all()`).
 - `declared`: dependencies declared by hand that are not object keys (`chart:shop`,
-  `image:web`, or an object reference the cluster could not resolve).
+  `image:web`, or an object reference the cluster could not resolve), and the
+  `depends_on` entries of the test's `devloop` marker.
+- `always`, `outcome` (as pytest reports it: passed, failed, error, skipped, xfailed,
+  xpassed), `file_digest` (the test file and the conftest.py files above it): filled in
+  when the test's outcome is known.
 
 Recording is cheap by design (a lock, a dict and a set per read): it happens on every
 field a test touches. Reads while no test is running are counted in `unattributed` and
@@ -31,15 +35,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from pytest_devloop.k8s import selectors
 
 __all__ = [
     "ANY_KIND",
     "ListRead",
-    "RecordData",
+    "RecordError",
     "Recorder",
+    "TestRecord",
     "minimal_paths",
     "normalize_selector",
     "paths_meet",
@@ -53,12 +58,18 @@ ANY_KIND = "*"
 RENDERED = "rendered:"
 
 
+class RecordError(ValueError):
+    """A stored dependency record that cannot be read; the caller runs the test."""
+
+
 @dataclass(frozen=True)
 class ListRead:
     """One collection read: `group/Kind` ("apps/Deployment", "/Pod"), namespace, selector.
 
     `namespace` None means every namespace (or a cluster-scoped kind); `selector` is the
-    normalized label selector text, "" for everything.
+    normalized label selector text, "" for everything. `group_kind` "*" is any kind (the
+    recorder's fallback for reads it cannot describe); a `rendered:` prefix marks a list
+    of the rendered objects.
     """
 
     group_kind: str
@@ -71,7 +82,7 @@ class ListRead:
         Conservative: an unparsable selector, or unknown labels (None), count as a match.
         """
         group, kind, namespace, _ = key.split("/", 3)
-        if self.group_kind not in (ANY_KIND, f"{group}/{kind}"):
+        if self.group_kind.removeprefix(RENDERED) not in (ANY_KIND, f"{group}/{kind}"):
             return False
         if self.namespace is not None and namespace and self.namespace != namespace:
             return False
@@ -87,38 +98,89 @@ class ListRead:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ListRead:
-        ns = data.get("namespace")
-        return cls(str(data["group_kind"]), None if ns is None else str(ns), str(data["selector"]))
+    def from_json(cls, data: Any) -> ListRead:
+        if not isinstance(data, Mapping):
+            raise RecordError(f"a list read is an object, not {type(data).__name__}")
+        gk, ns, sel = data.get("group_kind"), data.get("namespace"), data.get("selector", "")
+        if not isinstance(gk, str) or not (ns is None or isinstance(ns, str)):
+            raise RecordError(f"list read needs group_kind (text) and namespace: {dict(data)!r}")
+        if not isinstance(sel, str):
+            raise RecordError(f"list read selector is text, not {type(sel).__name__}")
+        return cls(gk, ns, sel)
 
 
-@dataclass(frozen=True)
-class RecordData:
-    """The dependency record of one test (see the module docstring for the format)."""
+@dataclass
+class TestRecord:
+    """What one test read from the cluster (and `rendered`) on its last run.
 
-    nodeid: str
+    `objects` maps an object key (`group/Kind/namespace/name`) to the field paths read,
+    or None when the test had the whole object; an empty list means it only saw the
+    object exist, which only a creation or deletion changes. `declared` holds
+    `@pytest.mark.devloop(depends_on=[...])` entries: `Kind/name`, `Kind/ns/name`, a full
+    key, `chart:<artifact>` or `image:<name>`. `nodeid` is not stored (the records file
+    is keyed by it).
+    """
+
+    __test__: ClassVar[bool] = False  # a name starting with "Test": not a pytest test class
+
     objects: dict[str, list[str] | None] = field(default_factory=dict)
     lists: list[ListRead] = field(default_factory=list)
     declared: list[str] = field(default_factory=list)
+    always: bool = False
+    outcome: str = "passed"
+    file_digest: str = ""
+    nodeid: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "nodeid": self.nodeid,
-            "objects": dict(self.objects),
+            "objects": {
+                k: (None if v is None else list(v)) for k, v in sorted(self.objects.items())
+            },
             "lists": [r.to_json() for r in self.lists],
             "declared": list(self.declared),
+            "always": self.always,
+            "outcome": self.outcome,
+            "file_digest": self.file_digest,
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RecordData:
+    def from_json(cls, data: Any, nodeid: str = "") -> TestRecord:
+        """The record from its JSON form; `RecordError` names what is wrong."""
+        if not isinstance(data, Mapping):
+            raise RecordError(f"a test record is an object, not {type(data).__name__}")
+        objects_in = data.get("objects", {})
+        if not isinstance(objects_in, Mapping):
+            raise RecordError("objects: expected a mapping of object key to field paths")
         objects: dict[str, list[str] | None] = {}
-        for key, paths in (data.get("objects") or {}).items():
-            objects[str(key)] = None if paths is None else [str(p) for p in paths]
+        for key, paths in objects_in.items():
+            if paths is not None and not (
+                isinstance(paths, list) and all(isinstance(p, str) for p in paths)
+            ):
+                raise RecordError(f"objects[{key!r}]: expected a list of field paths or null")
+            objects[str(key)] = None if paths is None else list(paths)
+        lists_in = data.get("lists", [])
+        declared = data.get("declared", [])
+        if not isinstance(lists_in, list):
+            raise RecordError("lists: expected a list")
+        if not (isinstance(declared, list) and all(isinstance(d, str) for d in declared)):
+            raise RecordError("declared: expected a list of text")
+        always, outcome, digest = (
+            data.get("always", False),
+            data.get("outcome", "passed"),
+            data.get("file_digest", ""),
+        )
+        if not isinstance(always, bool):
+            raise RecordError("always: expected true or false")
+        if not isinstance(outcome, str) or not isinstance(digest, str):
+            raise RecordError("outcome and file_digest: expected text")
         return cls(
-            nodeid=str(data["nodeid"]),
             objects=objects,
-            lists=[ListRead.from_json(r) for r in data.get("lists") or []],
-            declared=[str(d) for d in data.get("declared") or []],
+            lists=[ListRead.from_json(r) for r in lists_in],
+            declared=list(declared),
+            always=always,
+            outcome=outcome,
+            file_digest=digest,
+            nodeid=nodeid,
         )
 
 
@@ -153,7 +215,7 @@ class Recorder:
             self._lists = {}
             self._declared = {}
 
-    def stop(self) -> RecordData:
+    def stop(self) -> TestRecord:
         """End the current record and return it (an empty record when none was started)."""
         with self._lock:
             nodeid, objects, lists, declared = (
@@ -164,7 +226,7 @@ class Recorder:
             )
             self._nodeid = None
             self._objects, self._lists, self._declared = {}, {}, {}
-        return RecordData(
+        return TestRecord(
             nodeid=nodeid or "",
             objects={
                 key: None if paths is None else minimal_paths(paths)

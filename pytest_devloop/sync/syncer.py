@@ -61,8 +61,19 @@ class ArtifactResult:
     error: str | None = None
     hooks: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    changed: list[tuple[str, list[str]]] = field(default_factory=list)  # (key, fields)
+    # (key, fields): the changed field paths, or one op word for a whole-object change
+    # (`selection.changes.OPS`: create, prune, drift, hook, ...).
+    changed: list[tuple[str, list[str]]] = field(default_factory=list)
     desired: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> object
+    namespace: str = ""  # the artifact's live namespace (CI mode: the run's)
+    # key -> the body applied before this sync (updated and pruned objects): old labels
+    # and selectors for selection, and a pruned object's fields.
+    previous: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Why the object-level changes of this sync are not all known (a Helm command ran):
+    # selection then runs every test that reads anything of the artifact.
+    opaque: str | None = None
+    # key -> the input file whose change produced the object's change (when known).
+    causes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -87,7 +98,21 @@ class SyncResult:
         return {k: v for a in self.artifacts for k, v in a.desired.items()}
 
     def artifact_of(self) -> dict[str, str]:
-        return {k: a.name for a in self.artifacts for k in a.desired}
+        out = {k: a.name for a in self.artifacts for k in a.previous}
+        out.update({k: a.name for a in self.artifacts for k in a.desired})
+        return out
+
+    def previous(self) -> dict[str, dict[str, Any]]:
+        return {k: v for a in self.artifacts for k, v in a.previous.items()}
+
+    def opaque(self) -> dict[str, str]:
+        return {a.name: a.opaque for a in self.artifacts if a.opaque}
+
+    def namespaces(self) -> dict[str, str]:
+        return {a.name: a.namespace for a in self.artifacts if a.namespace}
+
+    def causes(self) -> dict[str, str]:
+        return {k: c for a in self.artifacts for k, c in a.causes.items()}
 
 
 @dataclass
@@ -497,6 +522,7 @@ class Syncer:
         full: bool,
     ) -> None:
         namespace = self.namespace_for(entry.namespace)
+        res.namespace = namespace
         record = records.get(entry.name)
         fingerprint = self._fingerprint(kind, entry, namespace, api_versions, server_version)
         unchanged_inputs = (
@@ -576,12 +602,19 @@ class Syncer:
                 self._hooks().run(hooks, f"pre-{event}", new_record, hook_report, force_all=full)
             touched = self._apply(entry.name, the_plan, desired, new_record, record, res)
             self._prune(the_plan, recorded)
+            for action in the_plan.prunes:
+                # A pruned object is a change with all its fields: tests reading it, and
+                # lists that held it (by its old labels), are affected.
+                res.changed.append((action.key, ["prune"]))
+                res.previous[action.key] = recorded[action.key].applied
             if hooks:
                 self._hooks().run(hooks, f"post-{event}", new_record, hook_report, force_all=full)
         except HookFailed as e:
             raise SyncError(str(e)) from e
         finally:
             res.hooks += hook_report.words()
+            # A hook that ran is a new object (its Job, its pods) whatever it did.
+            res.changed += [(key, ["hook"]) for key in hook_report.ran_keys]
         self._write_inventory(entry.name, namespace, new_record, record)
         t_ready = time.perf_counter()
         self._timings["apply"] = self._timings.get("apply", 0.0) + (t_ready - t_apply)
@@ -643,6 +676,7 @@ class Syncer:
             plan_only=False, full=False,
         )  # fmt: skip
         res.changed += again.changed
+        res.previous = {**again.previous, **res.previous}
         res.desired = again.desired
         res.hooks = [*res.hooks, *(h for h in again.hooks if " ran (" in h)]
         if res.plan is not None and again.plan is not None:
@@ -1001,6 +1035,9 @@ class Syncer:
                 planning.digest(d.obj), d.obj, d.source, project(d.obj, live)
             )
             res.changed.append((action.key, action.fields or [action.op]))
+            prev = old_record.objects.get(action.key) if old_record else None
+            if prev is not None:
+                res.previous[action.key] = prev.applied
             touched.append(live)
         # Unchanged objects keep their record (and their observed baseline).
         for action in the_plan.actions:
@@ -1084,6 +1121,9 @@ class Syncer:
             res.line = f"devloop: {entry.name}: would run helm upgrade --install ({why})"
             return
         self._helm_upgrade(entry, namespace)
+        # Helm writes what its three-way merge decides and re-runs every hook on each
+        # upgrade; the manifest diff below names the intended changes, not all of them.
+        res.opaque = f"helm upgrade --install {entry.name} ran (Helm does not list what it wrote)"
         rendered = self._helm_release_objects(entry, namespace)
         desired, hooks = self._resolve(entry.name, rendered, namespace, crd_scopes, label=False)
         new_record = ArtifactRecord(fingerprint, namespace)
@@ -1103,11 +1143,16 @@ class Syncer:
             elif prev.digest != digest:
                 paths = [path_text(p) for p in diff_paths(prev.applied, d.obj)]
                 res.changed.append((key, paths))
+                res.previous[key] = prev.applied
                 updated.append(f"{short_name(key)}: {', '.join(paths[:3])}")
         for h in hooks:
             new_record.hooks[object_key(h.obj)] = planning.digest(h.obj)
-        for key in sorted(set(record.objects) - set(desired)) if record else []:
+        gone = (
+            {k: r.applied for k, r in record.objects.items() if k not in desired} if record else {}
+        )
+        for key in sorted(gone):
             res.changed.append((key, ["prune"]))
+            res.previous[key] = gone[key]
             removed += 1
         res.desired = {k: d.obj for k, d in desired.items()}
         records[entry.name] = new_record
