@@ -246,7 +246,7 @@ class Syncer:
         result = SyncResult(self.target, uid)
         timings = result.timings
         # Per step, summed over artifacts (watch mode prints the split of each cycle).
-        timings.update(render=0.0, apply=0.0, ready=0.0)
+        timings.update(render=0.0, apply=0.0, hooks=0.0, ready=0.0)
         self._timings = timings
         stateful = self.mode == "dev"
         with self.state_store.locked(self.target.server, uid):
@@ -597,9 +597,14 @@ class Syncer:
         t_apply = time.perf_counter()
         event = "install" if first_install else "upgrade"
         hook_report = HookReport()
+        hooks_started = self._timings.get("hooks", 0.0)
         try:
             if hooks:
+                t_hooks = time.perf_counter()
                 self._hooks().run(hooks, f"pre-{event}", new_record, hook_report, force_all=full)
+                self._timings["hooks"] = self._timings.get("hooks", 0.0) + (
+                    time.perf_counter() - t_hooks
+                )
             touched = self._apply(entry.name, the_plan, desired, new_record, record, res)
             self._prune(the_plan, recorded)
             for action in the_plan.prunes:
@@ -608,7 +613,11 @@ class Syncer:
                 res.changed.append((action.key, ["prune"]))
                 res.previous[action.key] = recorded[action.key].applied
             if hooks:
+                t_hooks = time.perf_counter()
                 self._hooks().run(hooks, f"post-{event}", new_record, hook_report, force_all=full)
+                self._timings["hooks"] = self._timings.get("hooks", 0.0) + (
+                    time.perf_counter() - t_hooks
+                )
         except HookFailed as e:
             raise SyncError(str(e)) from e
         finally:
@@ -617,7 +626,11 @@ class Syncer:
             res.changed += [(key, ["hook"]) for key in hook_report.ran_keys]
         self._write_inventory(entry.name, namespace, new_record, record)
         t_ready = time.perf_counter()
-        self._timings["apply"] = self._timings.get("apply", 0.0) + (t_ready - t_apply)
+        # Hooks are a step of their own in the time split.
+        hook_seconds = self._timings.get("hooks", 0.0) - hooks_started
+        self._timings["apply"] = self._timings.get("apply", 0.0) + (
+            t_ready - t_apply - hook_seconds
+        )
         if self.wait and getattr(entry, "wait", True) and touched:
             try:
                 self._wait(entry.name, touched)

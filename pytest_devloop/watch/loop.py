@@ -597,7 +597,13 @@ class Block:
             self.add(line)
 
 
-STEPS = ("detect", "build", "render", "apply", "ready", "tests", "total")
+# The time split of a cycle: `hooks` are Helm hooks run and waited for, `sync` the rest
+# of the sync (connecting, fingerprints, plans, live reads, a `helm upgrade`, state), and
+# `watch` the watch's own work; the parts add up to `total`.
+STEPS = (
+    "detect", "build", "render", "apply", "hooks", "ready", "sync", "tests", "watch", "total",
+)  # fmt: skip
+SYNC_STEPS = ("build", "render", "apply", "hooks", "ready")
 
 
 class Watch:
@@ -867,7 +873,11 @@ class Watch:
             if self.drift is not None:
                 self.drift.busy.clear()
         timings["total"] = time.monotonic() - detect_from
-        block.add("devloop: time: " + ", ".join(f"{s} {timings[s]:.2f}" for s in STEPS) + " s")
+        timings["watch"] = max(
+            0.0,
+            timings["total"] - sum(v for k, v in timings.items() if k not in ("total", "watch")),
+        )
+        block.add("devloop: time: " + ", ".join(f"{s} {timings[s]:.3f}" for s in STEPS) + " s")
 
     def _cycle_body(
         self,
@@ -894,6 +904,7 @@ class Watch:
         result = None
         error: str | None = None
         self.syncer.out = lambda line: block.add(line) if line else None
+        t_sync = time.monotonic()
         try:
             result = self.syncer.sync()
         except KeyboardInterrupt:
@@ -905,10 +916,11 @@ class Watch:
             self.syncer = None
         except Exception as e:
             error = str(e) or type(e).__name__
+        sync_seconds = time.monotonic() - t_sync
         if result is not None:
-            for step in ("build", "render", "apply", "ready"):
-                timings[step] = result.timings.get(step, 0.0)
-            timings["render"] = max(0.0, timings["render"])
+            for step in SYNC_STEPS:
+                timings[step] = max(0.0, result.timings.get(step, 0.0))
+        timings["sync"] = max(0.0, sync_seconds - sum(timings[s] for s in SYNC_STEPS))
         if error is not None:
             block.add(f"devloop: sync failed: {error}")
             block.add("devloop: tests not run (the sync failed); fix it and save again")
