@@ -216,15 +216,17 @@ def test_sigterm_to_the_xdist_controller_leaves_no_namespace(
     assert ci_namespaces(kube) == {}
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])
 def test_timeout_sigterm_leaves_no_namespace(
-    cluster: EmbeddedCluster, kube: Kube, project: Path
+    cluster: EmbeddedCluster, kube: Kube, project: Path, workers: list[str]
 ) -> None:
     # Whenever `timeout` fires (during the sync or the blocking test), nothing remains.
     timeout = shutil.which("timeout")
     if timeout is None:
         pytest.skip("coreutils timeout is not installed")
     proc = subprocess.run(
-        [timeout, "-s", "TERM", "20", *pytest_argv("-p", "no:xdist")],
+        # `timeout` signals its whole process group: the xdist workers too.
+        [timeout, "-s", "TERM", "20", *pytest_argv(*(workers or ["-p", "no:xdist"]))],
         cwd=project,
         env=env(cluster, project),
         capture_output=True,
