@@ -319,10 +319,10 @@ class ApiServer:
                     openapi.swagger_v2_protobuf(KUBE_VERSION),
                     "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
                 )
-            return 200, openapi.swagger_v2(KUBE_VERSION), ""
+            return 200, openapi.swagger_v2(KUBE_VERSION, self.registry, self.crds()), ""
         if parts[1:2] == ["v3"]:
             if len(parts) == 2:
-                return 200, openapi.index_document(self.registry, KUBE_VERSION), ""
+                return 200, openapi.index_document(self.registry, KUBE_VERSION, self.crds()), ""
             if parts[2] == "api" and len(parts) == 4:
                 group, version = "", parts[3]
             elif parts[2] == "apis" and len(parts) == 5:
@@ -333,7 +333,9 @@ class ApiServer:
                 raise errors.path_not_found(req.path)
             return (
                 200,
-                openapi.group_version_document(self.registry, group, version, KUBE_VERSION),
+                openapi.group_version_document(
+                    self.registry, group, version, KUBE_VERSION, self.crds()
+                ),
                 "",
             )
         raise errors.path_not_found(req.path)
@@ -389,6 +391,13 @@ class ApiServer:
         out["apiVersion"] = api_version
         out["kind"] = rt.kind
         return out
+
+    def crds(self) -> dict[str, Obj]:
+        crd_rt = self.registry.get("apiextensions.k8s.io", "customresourcedefinitions")
+        if crd_rt is None:
+            return {}
+        items, _ = self.store.list(crd_rt)
+        return {str(meta(c).get("name", "")): c for c in items}
 
     def crd_of(self, rt: ResourceType) -> Obj | None:
         if rt.builtin or not rt.crd_name:
@@ -927,6 +936,9 @@ class ApiServer:
                 ) from e
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patch did not produce an object")
+            # A patch may reach deep (a JSON patch path has no depth limit): the result
+            # obeys the bodies' depth limit too. (Its size is the store's to judge.)
+            bodies.check_shape(patched, limit_size=False)
             pm = patched.get("metadata")
             if not isinstance(pm, dict):
                 raise errors.bad_request("the patch removed metadata")
