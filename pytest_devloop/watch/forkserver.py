@@ -68,10 +68,58 @@ def _warm() -> None:
     for name in ("filelock", "concurrent.futures.thread", "kubernetes.config"):
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    _cache_distributions()
     # Everything imported so far lives as long as the server: out of the collector's
     # sight, so a child's `gc.collect()` (pytest runs five at exit) scans only its own
     # objects, and no collection touches (and copies) the shared pages.
     gc.freeze()
+
+
+def _cache_distributions() -> None:
+    """Installed distributions read once for every test process: pytest reads every
+    distribution's metadata, entry points and file list in each session (plugin loading,
+    marking plugins for assertion rewriting, the header), ~50 ms a cycle on a loaded
+    machine. A package installed while watching is seen after a restart of the watch."""
+    import importlib.metadata as md
+    from functools import cached_property
+
+    class Cached(md.Distribution):
+        def __init__(self, inner: md.Distribution) -> None:
+            self._inner = inner
+            self._texts: dict[str, str | None] = {}
+
+        def read_text(self, filename: str) -> str | None:
+            if filename not in self._texts:
+                self._texts[filename] = self._inner.read_text(filename)
+            return self._texts[filename]
+
+        def locate_file(self, path: Any) -> Any:
+            return self._inner.locate_file(path)
+
+        @cached_property
+        def metadata(self) -> Any:
+            return self._inner.metadata
+
+        @cached_property
+        def entry_points(self) -> Any:
+            return self._inner.entry_points
+
+        @cached_property
+        def files(self) -> Any:
+            return self._inner.files
+
+    try:
+        cached = [Cached(d) for d in md.distributions()]
+        for d in cached:
+            _ = d.metadata, d.entry_points, d.files
+    except Exception:
+        return  # a broken installation: the children read it as usual
+    everything = md.distributions
+
+    def distributions(**kwargs: Any) -> Any:
+        return iter(cached) if not kwargs else everything(**kwargs)
+
+    md.distributions = distributions
 
 
 def _modules_to_warm() -> list[str]:
