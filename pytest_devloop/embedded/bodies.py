@@ -111,7 +111,7 @@ def _bracket_depth(text: str) -> int:
     return deepest
 
 
-def check_shape(data: Any) -> None:
+def check_shape(data: Any, *, limit_size: bool = True) -> None:
     """Refuse a decoded document deeper than MAX_DEPTH or larger than MAX_BODY expanded.
 
     YAML aliases make the parsed value a graph whose shared parts are stored once but
@@ -137,7 +137,7 @@ def check_shape(data: Any) -> None:
                 height = max(height, child_height + 1)
             if isinstance(value, dict):
                 size += sum(len(str(k)) + 3 for k in value)
-            if size > MAX_BODY:
+            if limit_size and size > MAX_BODY:
                 raise expanded_too_large()
             if height > MAX_DEPTH:
                 raise too_deep()

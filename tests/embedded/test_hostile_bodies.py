@@ -233,3 +233,38 @@ def test_other_clients_are_served_while_hostile_bodies_arrive(
     assert sorted(set(answers)) in ([400, 413], [400], [413]), answers
     assert all(a in (400, 413) for a in answers) and len(answers) == len(hostile)
     assert stored(api_client, namespace) == []
+
+
+def test_patches_cannot_nest_an_object_beyond_the_limit(
+    cluster: EmbeddedCluster, api_client: Any, namespace: str, blobs: str
+) -> None:
+    # Each JSON patch is shallow enough, but adds its value at the deepest path so far:
+    # the patched object would outgrow the limit after a few rounds.
+    path = f"{blobs}/namespaces/{namespace}/{PLURAL}"
+    obj = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Blob", "metadata": {"name": "grow"}}
+    code, created = send(cluster, "POST", path, json.dumps(obj).encode(), "application/json")
+    assert code == 201, created
+    step = MAX_DEPTH // 2
+    pointer = "/spec"
+    value: Any = nested(step)
+    answers = []
+    for _ in range(4):
+        patch = [{"op": "add", "path": pointer, "value": value}]
+        code, body = send(
+            cluster,
+            "PATCH",
+            f"{path}/grow",
+            json.dumps(patch).encode(),
+            "application/json-patch+json",
+        )
+        answers.append(code)
+        if code != 200:
+            assert_status(code, body, (400,))
+            assert f"more than {MAX_DEPTH} levels" in body["message"]
+            break
+        pointer += "/x" * (step - 1)
+    assert answers[0] == 200 and answers[-1] == 400, answers
+    got = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "grow"
+    )
+    assert got["metadata"]["name"] == "grow"
