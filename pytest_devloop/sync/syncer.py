@@ -164,6 +164,8 @@ class Syncer:
         self._helm_version_text: str | None = None
         self._chart_queries: dict[str, ChartQueries] = {}
         self._plan_only = False
+        # Charts whose renders against the cluster must be upgrade renders (see _render).
+        self._upgrade_renders: set[str] = set()
         self._unstable: dict[str, list[list[str | int]]] = {}
         self._timings: dict[str, float] = {}
 
@@ -726,14 +728,16 @@ class Syncer:
                 )
 
             def render_live(access: ClusterAccess) -> list[DesiredObject]:
-                try:
-                    return render(access)
-                except RenderError as e:
-                    # An install render against the cluster refuses objects that exist
-                    # without Helm's release metadata (devloop applied them, or its state
-                    # is gone): render as the upgrade it is.
-                    if "cannot be imported into the current release" not in str(e):
-                        raise
+                if entry.name not in self._upgrade_renders:
+                    try:
+                        return render(access)
+                    except RenderError as e:
+                        # An install render against the cluster refuses objects that
+                        # exist without Helm's release metadata (devloop applied them, or
+                        # its state is gone): render as the upgrade it is.
+                        if "cannot be imported into the current release" not in str(e):
+                            raise
+                    self._upgrade_renders.add(entry.name)
                 return render(access, upgrade=True)
 
             if not self._queries(entry).lookup:
@@ -762,6 +766,7 @@ class Syncer:
                 )
                 return offline
             self._install_crds(entry.name, crds)
+            self._upgrade_renders.add(entry.name)  # its CRDs exist now
             api_versions[:] = self.kube.api_versions_with_kinds()
             return render_live(access)
         assert isinstance(entry, ManifestSet)
