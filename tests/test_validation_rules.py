@@ -478,11 +478,15 @@ def test_missing_dependencies_and_requests() -> None:
         return store.get((kind, name))
 
     assert scheduler.missing_dependency(pod, lookup) == scheduler.Missing(
-        "FailedMount", 'MountVolume.SetUp failed for volume "v" : secret "s" not found', "v"
+        "FailedMount",
+        'MountVolume.SetUp failed for volume "v" : secret "s" not found',
+        "v",
+        "secret",
+        "s",
     )
     store[("secret", "s")] = {}
     assert scheduler.missing_dependency(pod, lookup) == scheduler.Missing(
-        "CreateContainerConfigError", 'configmap "cm" not found'
+        "CreateContainerConfigError", 'configmap "cm" not found', "", "configmap", "cm"
     )
     store[("configmap", "cm")] = {"data": {}}
     assert scheduler.missing_dependency(pod, lookup) == scheduler.Missing(
@@ -558,3 +562,23 @@ def test_rbac_defaults_prevent_false_reds() -> None:
 def test_relaxed_env_names_are_accepted() -> None:
     spec = {"containers": [{"name": "c", "image": "i", "env": [{"name": "1st-VAR.x"}]}]}
     assert messages("pods", {"metadata": {"name": "p"}, "spec": spec}) == []
+
+
+def test_objects_a_job_names_are_taken_as_created() -> None:
+    job = {
+        "spec": {
+            "template": {"spec": {"containers": [{"args": ["create", "--secret-name=hook-cert"]}]}}
+        }
+    }
+    words = scheduler.job_mentions(job)
+    assert "hook-cert" in words
+
+    def lookup(kind: str, ns: str, name: str) -> Obj | None:
+        return None
+
+    pod: Obj = {
+        "metadata": {"namespace": "n"},
+        "spec": {"volumes": [{"name": "v", "secret": {"secretName": "hook-cert"}}]},
+    }
+    assert scheduler.missing_dependency(pod, lookup) is not None
+    assert scheduler.missing_dependency(pod, scheduler.assuming(lookup, lambda ns: words)) is None

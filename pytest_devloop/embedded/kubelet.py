@@ -173,7 +173,14 @@ class Kubelet(Controller):
     """Scheduler plus the kubelets of every Ready node, driven by pod keys and timers."""
 
     # ConfigMaps, Secrets and claims: a pod waiting for one starts when it appears.
-    watches = ("pods", "nodes", "configmaps", "secrets", "persistentvolumeclaims")
+    watches = (
+        "pods",
+        "nodes",
+        "configmaps",
+        "secrets",
+        "persistentvolumeclaims",
+        "batch/jobs",
+    )
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
@@ -183,6 +190,10 @@ class Kubelet(Controller):
         self._unschedulable: set[tuple[str, str]] = set()
         self._on_node: dict[str, set[tuple[str, str]]] = {}
         self._waiting: set[tuple[str, str]] = set()  # pods blocked on a missing object
+        # namespace -> words its Jobs pass to their containers (scheduler.job_mentions);
+        # kept after a hook Job is deleted, as what it created would stay.
+        self._job_words: dict[str, set[str]] = {}
+        self._assumed: set[tuple[str, str]] = set()  # (pod uid, object) already announced
 
     def handlers(self) -> dict[str, Handler]:
         return {"pod": self.reconcile}
@@ -196,6 +207,18 @@ class Kubelet(Controller):
         return self.ctx.get(rt, namespace, name)
 
     def observe(self, change: Change) -> None:
+        if change.rt.key == "batch/jobs":
+            if change.type == "DELETED":
+                return
+            ns = str(meta(change.new).get("namespace", ""))
+            words = scheduler.job_mentions(change.new)
+            known = self._job_words.setdefault(ns, set())
+            if words - known:
+                known |= words
+                for pod_ns, pod_name in sorted(self._waiting):
+                    if pod_ns == ns:
+                        self.ctx.enqueue(Key("pod", pod_ns, pod_name))
+            return
         if change.rt.key in ("configmaps", "secrets", "persistentvolumeclaims"):
             ns = str(meta(change.new).get("namespace", ""))
             for pod_ns, pod_name in sorted(self._waiting | self._unschedulable):
@@ -216,6 +239,7 @@ class Kubelet(Controller):
         if change.type == "DELETED":
             self._unschedulable.discard((ns, name))
             self._waiting.discard((ns, name))
+            self._assumed = {a for a in self._assumed if a[0] != uid}
             self._bound_at.pop(uid, None)
             self._applied.pop(uid, None)
             self.ctx.pod_ips.release(self._ips.pop(uid, None))
@@ -330,6 +354,34 @@ class Kubelet(Controller):
         )
         self._run(stored, node)
 
+    def _announce_assumed(self, pod: Obj, node: Obj) -> None:
+        """Say which missing objects the pod was let start without, once per object."""
+        uid = str(meta(pod).get("uid"))
+        ns = str(meta(pod).get("namespace", ""))
+        while True:
+            missing = scheduler.missing_dependency(pod, self._assumed_lookup(uid))
+            if missing is None or not missing.name:
+                return
+            self._assumed.add((uid, f"{missing.kind}/{missing.name}"))
+            self.ctx.record(
+                pod,
+                "DependencyAssumed",
+                f'{missing.kind} "{missing.name}" does not exist in {ns}; a Job of the '
+                "namespace names it, so it is taken as created (Job containers do not run "
+                "in the embedded cluster)",
+                component="kubelet",
+                host=str(meta(node).get("name")),
+            )
+
+    def _assumed_lookup(self, uid: str) -> scheduler.Lookup:
+        def lookup(kind: str, ns: str, name: str) -> Obj | None:
+            found = self._lookup(kind, ns, name)
+            if found is None and (uid, f"{kind}/{name}") in self._assumed:
+                return scheduler.Assumed()
+            return found
+
+        return lookup
+
     def _bound_pods(self, node_name: str) -> list[Obj]:
         ctx = self.ctx
         out = []
@@ -381,7 +433,8 @@ class Kubelet(Controller):
                 age = self._ready_delay(pod) + max(0.0, ctx.wall() - started)
             self._bound_at[uid] = now - age
         key = Key("pod", str(m.get("namespace")), str(m.get("name")))
-        missing = scheduler.missing_dependency(pod, self._lookup)
+        lookup = scheduler.assuming(self._lookup, lambda ns: self._job_words.get(ns, set()))
+        missing = scheduler.missing_dependency(pod, lookup)
         if missing is not None:
             # The kubelet retries until the object appears; the start delay counts from then.
             self._waiting.add((key.namespace, key.name))
@@ -402,6 +455,7 @@ class Kubelet(Controller):
             )
             return
         self._waiting.discard((key.namespace, key.name))
+        self._announce_assumed(pod, node)
         stage, next_in = self._stage(pod, now - self._bound_at[uid])
         if next_in is not None:
             ctx.enqueue_after(next_in, key)

@@ -13,10 +13,17 @@ Owns two questions the simulated kubelet asks before it lets a pod run:
 Both are recomputed whenever a pod is reconciled, and the kubelet re-queues blocked pods
 when a ConfigMap, Secret or PersistentVolumeClaim of their namespace changes, so a pod
 starts as soon as what it waits for appears.
+
+Containers do not run here, so an object that a Job's code would create on a real cluster
+(ingress-nginx's `kube-webhook-certgen` writes the admission Secret its controller
+mounts) never appears. A ConfigMap or Secret whose name a Job of the namespace passes in
+its command, arguments or environment is therefore taken as present (`job_mentions`), and
+the kubelet says so in an Event: the simulation cannot tell, so it does not block.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +42,8 @@ class Missing:
     reason: str
     message: str
     volume: str = ""
+    kind: str = ""
+    name: str = ""
 
 
 def _volume_refs(spec: Obj) -> Iterable[tuple[str, str, str, bool]]:
@@ -70,6 +79,8 @@ def missing_dependency(pod: Obj, lookup: Lookup) -> Missing | None:
                 "FailedMount",
                 f'MountVolume.SetUp failed for volume "{vname}" : {kind} "{name}" not found',
                 vname,
+                kind,
+                name,
             )
     containers = (spec.get("initContainers") or []) + (spec.get("containers") or [])
     for c in containers:
@@ -84,8 +95,12 @@ def missing_dependency(pod: Obj, lookup: Lookup) -> Missing | None:
                 name = str(ref.get("name", ""))
                 obj = lookup(kind, ns, name)
                 if obj is None:
-                    return Missing("CreateContainerConfigError", f'{kind} "{name}" not found')
+                    return Missing(
+                        "CreateContainerConfigError", f'{kind} "{name}" not found', "", kind, name
+                    )
                 data_key = str(ref.get("key", ""))
+                if isinstance(obj, Assumed):
+                    continue
                 if data_key not in (obj.get("data") or {}) and data_key not in (
                     obj.get("binaryData") or {}
                 ):
@@ -100,8 +115,40 @@ def missing_dependency(pod: Obj, lookup: Lookup) -> Missing | None:
                     continue
                 name = str(ref.get("name", ""))
                 if lookup(kind, ns, name) is None:
-                    return Missing("CreateContainerConfigError", f'{kind} "{name}" not found')
+                    return Missing(
+                        "CreateContainerConfigError", f'{kind} "{name}" not found', "", kind, name
+                    )
     return None
+
+
+class Assumed(dict[str, Any]):
+    """An object taken as present because a Job would create it (see the module doc)."""
+
+
+def job_mentions(job: Obj) -> set[str]:
+    """Words a Job's containers pass in command, args and env values (names it may create)."""
+    spec = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+    words: set[str] = set()
+    for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+        if not isinstance(c, dict):
+            continue
+        texts = [str(t) for t in (c.get("command") or []) + (c.get("args") or [])]
+        texts += [str((e or {}).get("value", "")) for e in c.get("env") or []]
+        for text in texts:
+            words.update(w for w in re.split(r"[\s=,:;\"']+", text) if w)
+    return words
+
+
+def assuming(lookup: Lookup, mentioned: Callable[[str], set[str]]) -> Lookup:
+    """`lookup`, with ConfigMaps and Secrets a Job of the namespace mentions taken as present."""
+
+    def wrapped(kind: str, ns: str, name: str) -> Obj | None:
+        found = lookup(kind, ns, name)
+        if found is None and kind in ("configmap", "secret") and name in mentioned(ns):
+            return Assumed()
+        return found
+
+    return wrapped
 
 
 def pod_requests(pod: Obj) -> dict[str, float]:

@@ -600,3 +600,24 @@ def test_client_side_apply_of_a_large_object_hits_the_annotation_limit(
         "262144 bytes" in proc.stderr
     )
     assert apply(kctl, namespace, big, "--server-side").returncode == 0
+
+
+def test_a_secret_a_job_would_create_does_not_block(kubectl: Run, namespace: str) -> None:
+    # ingress-nginx's pattern: a hook Job's container writes the Secret the controller
+    # mounts. Containers do not run here, so the kubelet takes it as created, and says so.
+    job = (
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: certgen}\nspec:\n  template:\n"
+        "    spec:\n      restartPolicy: OnFailure\n      containers:\n"
+        "      - {name: gen, image: certgen, args: [create, --secret-name=admission-cert]}\n"
+    )
+    kubectl("apply", "-n", namespace, "-f", "-", input=job)
+    spec = (
+        "[{name: web, image: nginx, volumeMounts: [{name: cert, mountPath: /cert}]}]\n"
+        "      volumes: [{name: cert, secret: {secretName: admission-cert}}]"
+    )
+    kubectl("apply", "-n", namespace, "-f", "-", input=deploy(containers=spec))
+    assert wait_until(lambda: is_ready(pod_state(kubectl, namespace, "app=web")))
+    assert wait_until(lambda: events(kubectl, namespace, "DependencyAssumed")) == [
+        f'secret "admission-cert" does not exist in {namespace}; a Job of the namespace names '
+        "it, so it is taken as created (Job containers do not run in the embedded cluster)"
+    ]
