@@ -1270,6 +1270,7 @@ class ApiServer:
 
                 try:
                     data = protobuf.decode_request(raw)
+                    bodies.check_shape(data)  # its embedded JSON may nest deep
                 except protobuf.UnsupportedProtobuf as e:
                     raise errors.unsupported_media(
                         f"the body of the request was in an unknown format - accepted media types include: "
