@@ -35,7 +35,7 @@ _SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasa
 def project_identity(config: Any) -> str:
     """This project's identity for labels: the project id when the config has one, else a
     digest of the config file's resolved path (stable across runs of one checkout)."""
-    for attr in ("project_id", "project_identity", "identity"):
+    for attr in ("project_id", "project_identity", "identity", "project"):
         value = getattr(config, attr, None)
         if callable(value):
             value = value()
