@@ -582,3 +582,13 @@ def test_objects_a_job_names_are_taken_as_created() -> None:
     }
     assert scheduler.missing_dependency(pod, lookup) is not None
     assert scheduler.missing_dependency(pod, scheduler.assuming(lookup, lambda ns: words)) is None
+
+
+def test_statefulset_mounts_its_claim_templates() -> None:
+    sts = deployment()
+    sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "storage", "mountPath": "/data"}
+    ]
+    assert any('Not found: "storage"' in m for m in messages("apps/statefulsets", sts))
+    sts["spec"]["volumeClaimTemplates"] = [{"metadata": {"name": "storage"}}]
+    assert messages("apps/statefulsets", sts) == []

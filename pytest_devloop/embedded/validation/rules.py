@@ -191,7 +191,11 @@ def _containers(
 
 
 def validate_pod_spec(
-    spec: Any, path: str, *, restart: tuple[str, ...] = _RESTART_POLICIES
+    spec: Any,
+    path: str,
+    *,
+    restart: tuple[str, ...] = _RESTART_POLICIES,
+    claims: frozenset[str] = frozenset(),
 ) -> list[FieldError]:
     if not isinstance(spec, dict):
         return [v.required(path)]
@@ -209,6 +213,8 @@ def validate_pod_spec(
         if vname in volumes:
             errs.append(v.duplicate(vp, vname))
         volumes.add(str(vname))
+    # A StatefulSet's volumeClaimTemplates are volumes its pods will have.
+    volumes |= claims
     if not spec.get("containers"):
         errs.append(v.required(f"{path}.containers"))
     names: set[str] = set()
@@ -279,7 +285,14 @@ def _workload(obj: Obj, kind: str, restart: tuple[str, ...] = ("Always",)) -> li
                 "`selector` does not match template `labels`",
             )
         )
-    errs += validate_pod_spec(template.get("spec"), "spec.template.spec", restart=restart)
+    claims = frozenset(
+        str((c.get("metadata") or {}).get("name", ""))
+        for c in spec.get("volumeClaimTemplates") or []
+        if isinstance(c, dict)
+    )
+    errs += validate_pod_spec(
+        template.get("spec"), "spec.template.spec", restart=restart, claims=claims
+    )
     return errs
 
 
