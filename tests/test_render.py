@@ -597,3 +597,39 @@ def test_kustomize_error(
     message = str(info.value)
     assert message.startswith(f"manifests web ({tmp_path}): `kubectl kustomize` failed: ")
     assert "missing.yaml" in message and "E1" not in message
+
+
+def test_parse_cache_reads_a_large_document_once_and_gives_the_same_objects(
+    tmp_path: Path,
+) -> None:
+    from pytest_devloop.artifacts.parsecache import ParseCache
+
+    big = "\n".join(f"    key{i}: value {i}" for i in range(400))
+    text = (
+        "---\n# Source: c/templates/small.yaml\napiVersion: v1\nkind: ConfigMap\n"
+        "metadata: {name: small}\ndata: {a: '012', b: 012, c: y}\n"
+        "---\n# Source: c/crds/big.yaml\napiVersion: v1\nkind: ConfigMap\n"
+        f"metadata: {{name: big}}\ndata:\n{big}\n"
+        "---\n# Source: c/templates/broken.yaml\napiVersion: v1\nkind: ConfigMap\n"
+        "metadata: {name: late}\ndata: {x: 1}\n"
+    )
+    plain = parse_stream(text, artifact="c", default_source="c")
+    cache = ParseCache(tmp_path / "parsed")
+    first = parse_stream(text, artifact="c", default_source="c", cache=cache)
+    fresh = ParseCache(tmp_path / "parsed")  # a new pytest run: from the files
+    second = parse_stream(text, artifact="c", default_source="c", cache=fresh)
+    for objs in (first, second):
+        assert [(d.obj, d.source, d.doc_index) for d in objs] == [
+            (d.obj, d.source, d.doc_index) for d in plain
+        ]
+    assert (cache.hits, fresh.hits) == (0, 1), "only the large document is cached"
+    assert len(list((tmp_path / "parsed").glob("*.json"))) == 1
+    second[1].obj["data"]["key0"] = "changed"
+    assert (
+        parse_stream(text, artifact="c", default_source="c", cache=fresh)[1].obj["data"]["key0"]
+        == "value 0"
+    ), "a cached value is never shared"
+    bad = text.replace("data: {x: 1}", "data: {x: 1")
+    with pytest.raises(ManifestError) as err:
+        parse_stream(bad, artifact="c", default_source="c", cache=fresh)
+    assert err.value.file == "c/templates/broken.yaml"

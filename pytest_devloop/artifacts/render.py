@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -35,6 +36,7 @@ import yaml
 
 if TYPE_CHECKING:
     from pytest_devloop.artifacts.helmlib import HelmLibrary
+    from pytest_devloop.artifacts.parsecache import ParseCache
 
 try:
     from yaml import CSafeLoader as _BaseLoader
@@ -487,12 +489,29 @@ class _Sources:
         return self.names[i], self.lines[i]
 
 
+_DOC_MARKER = re.compile(r"^---(?=[ \t\r\n]|\Z)", re.M)
+
+
+def _chunks(text: str) -> list[tuple[int, str]]:
+    """(first line, text) of each document of a stream, split at its `---` lines (a
+    line starting with `---` ends any document in YAML, block scalars included)."""
+    bounds = [0, *(m.start() for m in _DOC_MARKER.finditer(text) if m.start() > 0), len(text)]
+    out: list[tuple[int, str]] = []
+    line = 0
+    for start, end in itertools.pairwise(bounds):
+        chunk = text[start:end]
+        out.append((line, chunk))
+        line += chunk.count("\n")
+    return out
+
+
 def parse_stream(
     text: str,
     *,
     artifact: str,
     default_source: str,
     sources: bool = True,
+    cache: ParseCache | None = None,
 ) -> list[DesiredObject]:
     """The objects of a multi-document YAML stream, in stream order.
 
@@ -502,7 +521,8 @@ def parse_stream(
     of the stream. Empty documents are dropped; `kind: List` (and any `*List` with
     `items`) is expanded into its items. Raises ManifestError for invalid YAML (file and
     line) and for documents that are not objects with apiVersion, kind and metadata.name
-    (file, line and document index).
+    (file, line and document index). With `cache`, large documents are read once per
+    text (see `artifacts.parsecache`).
     """
     heads = _Sources(text, sources)
 
@@ -512,23 +532,33 @@ def parse_stream(
             return default_source, line0 + 1
         return head[0], line0 - head[1]
 
-    try:
-        nodes = _compose_all(text)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        source, line = locate(mark.line) if mark is not None else (default_source, None)
-        problem = ", ".join(p for p in (e.context, e.problem) if p)
-        raise ManifestError(artifact, source, f"invalid YAML: {problem}", line=line) from e
-    except yaml.YAMLError as e:
-        raise ManifestError(artifact, default_source, f"invalid YAML: {e}") from e
+    docs: list[tuple[int, Any]] = []  # (first line in the stream, value)
+    for first, chunk in _chunks(text) if cache is not None else [(0, text)]:
+        key = cache.key(chunk) if cache is not None else None
+        cached = cache.get(key) if cache is not None and key is not None else None
+        if isinstance(cached, list):
+            docs += [(first + int(line), value) for line, value in cached]
+            continue
+        try:
+            nodes = _compose_all(chunk)
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            source, line = locate(first + mark.line) if mark is not None else (default_source, None)
+            problem = ", ".join(p for p in (e.context, e.problem) if p)
+            raise ManifestError(artifact, source, f"invalid YAML: {problem}", line=line) from e
+        except yaml.YAMLError as e:
+            raise ManifestError(artifact, default_source, f"invalid YAML: {e}") from e
+        built = [(node.start_mark.line, _build(node, {})) for node in nodes]
+        if cache is not None and key is not None:
+            cache.put(key, built)
+        docs += [(first + line, value) for line, value in built]
 
     out: list[DesiredObject] = []
     counts: dict[str, int] = {}
-    for node in nodes:
-        doc = _build(node, {})
+    for start, doc in docs:
         if doc is None:
             continue
-        source, line = locate(node.start_mark.line)
+        source, line = locate(start)
         index = counts.get(source, 0)
         counts[source] = index + 1
         out.extend(_objects(doc, artifact, source, index, line))
@@ -842,6 +872,7 @@ def render_chart(
     include_crds: bool = True,
     is_upgrade: bool = False,
     cluster: ClusterAccess | None = None,
+    parse_cache: ParseCache | None = None,
 ) -> list[DesiredObject]:
     """The objects of a chart release, by `helm template`, in helm's output order (CRDs
     first, then manifests sorted by kind in install order, then hooks).
@@ -913,7 +944,9 @@ def render_chart(
     _log_warnings(release, proc.stderr)
     parse_started = time.perf_counter()
     try:
-        objects = parse_stream(proc.stdout, artifact=release, default_source=str(chart))
+        objects = parse_stream(
+            proc.stdout, artifact=release, default_source=str(chart), cache=parse_cache
+        )
     except ManifestError as e:
         where = f"{e.file} (line {e.line} of its rendered output)" if e.line else e.file
         raise ChartRenderError(
