@@ -282,6 +282,7 @@ class ClusterObjects(Controller):
         "secrets",
         f"{_RBAC}/clusterroles",
         "nodes",
+        "apiregistration.k8s.io/apiservices",
     )
 
     def __init__(self, ctx: Context, ca_pem: bytes | None, signer: TokenSigner) -> None:
@@ -301,6 +302,7 @@ class ClusterObjects(Controller):
             "aggregate": self.aggregate,
             "lease": self.renew_lease,
             "nodestatus": self.heartbeat,
+            "apiservice": self.apiservice_status,
         }
 
     # -- startup -----------------------------------------------------------------------
@@ -346,6 +348,9 @@ class ClusterObjects(Controller):
                     self.ctx.enqueue(Key("aggregate", "", str(meta(role).get("name"))))
             if change.type != "DELETED" and change.new.get("aggregationRule"):
                 self.ctx.enqueue(Key("aggregate", "", name))
+        elif key == "apiregistration.k8s.io/apiservices":
+            if change.type != "DELETED":
+                self.ctx.enqueue(Key("apiservice", "", name))
         elif key == "nodes" and change.type == "ADDED":
             self.ctx.enqueue_after(LEASE_RENEW_INTERVAL, Key("lease", "kube-node-lease", name))
             self.ctx.enqueue_after(NODE_STATUS_INTERVAL, Key("nodestatus", "", name))
@@ -436,6 +441,41 @@ class ClusterObjects(Controller):
             updated = clone(role)
             updated["rules"] = rules
             ctx.update(self.clusterroles, updated)
+
+    def apiservice_status(self, key: Key) -> None:
+        """Registrations are stored, not proxied: a service-backed one is never Available."""
+        ctx = self.ctx
+        rt = ctx.rt("apiregistration.k8s.io", "apiservices")
+        svc = ctx.get(rt, "", key.name)
+        if svc is None:
+            return
+        if (svc.get("spec") or {}).get("service"):
+            status, reason, message = (
+                "False",
+                "NotProxied",
+                "the embedded cluster stores APIService registrations but does not proxy "
+                "to aggregated API servers",
+            )
+        else:
+            status, reason, message = "True", "Local", "Local APIServices are always available"
+        current = next(
+            (
+                c
+                for c in (svc.get("status") or {}).get("conditions") or []
+                if c.get("type") == "Available"
+            ),
+            None,
+        )
+        if current and (current.get("status"), current.get("reason")) == (status, reason):
+            return
+        condition = {
+            "type": "Available",
+            "status": status,
+            "lastTransitionTime": _rfc3339(ctx.store.clock()),
+            "reason": reason,
+            "message": message,
+        }
+        ctx.update_status(rt, svc, {"conditions": [condition]})
 
     def renew_lease(self, key: Key) -> None:
         ctx = self.ctx
