@@ -1,8 +1,12 @@
 """The extension proposal's experiment, reproduced: a clean cycle against the devloop cycle.
 
-Run: `python3 bench/experiment.py [--repeat 5] [--json bench/results/experiment.json]`
+Run: `python3 bench/experiment.py [--repeat 5] [--project all|example|course]
+[--json bench/results/experiment.json]`
 
-Against a copy of `example_project/` (so the repository's own copy is never edited):
+Against a copy of `example_project/` (so the repository's own copy is never edited), and
+of `bench/projects/course/`, a 150-object chart shaped like a real course project (two
+versions of two Deployments, Istio routing, hooks, a kube-prometheus-stack-like subchart);
+there scenario B adds the fault block to the VirtualService template:
 
 - Scenario A: `app.replicas` 1 -> 3 in values.yaml; the replica tests must be green.
 - Scenario B: a 50% fault delay in the VirtualService (`istio.fault.delay.enabled: true`);
@@ -59,6 +63,13 @@ VALUES = Path("charts/sms-checker/values.yaml")
 BASE_IMAGE = "python:3.12-slim"
 BUSYBOX_IMAGE = "devloop-busybox:latest"
 
+COURSE = ROOT / "bench" / "projects" / "course"
+COURSE_VS = Path("charts/course-app/templates/virtualservice.yaml")
+FAULT = (
+    "    - name: app\n      fault:\n        delay:\n          percentage:\n"
+    "            value: 50\n          fixedDelay: 2s\n"
+)
+
 SCENARIOS: dict[str, dict[str, Any]] = {
     "A": {
         "title": "A: app replicas 1 -> 3",
@@ -79,6 +90,28 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "tests/test_routing.py::test_fault_delay_hits_at_most_half_the_requests",
         ],
     },
+}
+COURSE_SCENARIOS: dict[str, dict[str, Any]] = {
+    "A": {
+        "title": "A: app replicas 1 -> 3",
+        "file": Path("charts/course-app/values.yaml"),
+        "edit": ("app:\n  replicas: 1\n", "app:\n  replicas: 3\n"),
+        "must_pass": ["tests/test_replicas.py::test_app_runs_the_requested_replicas"],
+    },
+    "B": {
+        "title": "B: 50% fault delay",
+        "file": COURSE_VS,
+        "edit": ("    - name: app\n", FAULT),
+        "must_pass": [
+            "tests/test_routing.py::test_app_routes_go_to_the_app_service",
+            "tests/test_routing.py::test_route_weights_add_up_to_100",
+            "tests/test_routing.py::test_fault_delay_hits_at_most_half_the_requests",
+        ],
+    },
+}
+PROJECTS: dict[str, tuple[Path, dict[str, dict[str, Any]]]] = {
+    "example": (EXAMPLE, SCENARIOS),
+    "course": (COURSE, COURSE_SCENARIOS),
 }
 
 
@@ -132,9 +165,11 @@ def docker_image_exists(ref: str) -> bool:
     return r.returncode == 0
 
 
-def prepare_copy(dest: Path, images: str) -> str:
-    """Copy the example project to `dest`; returns the image mode actually used."""
-    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns(".devloop", ".benchmarks"))
+def prepare_copy(dest: Path, images: str, source: Path = EXAMPLE) -> str:
+    """Copy a project to `dest`; returns the image mode actually used."""
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns(".devloop", ".benchmarks"))
+    if not (dest / "images").is_dir():
+        return "none (the project has no images)"
     if images == "auto":
         if docker_image_exists(BASE_IMAGE):
             images = "keep"
@@ -247,8 +282,9 @@ def watch_cycles(
     real: bool,
     edit: tuple[str, str],
     repeat: int,
+    file: Path = VALUES,
 ) -> list[Cycle]:
-    values = project / VALUES
+    values = project / file
     original = values.read_text()
     old, new = edit
     watch = Watch(project, target, env)
@@ -291,15 +327,16 @@ def run_cluster(
     repeat: int,
     env: dict[str, str],
     with_watch: bool,
+    scenarios: dict[str, dict[str, Any]] = SCENARIOS,
 ) -> list[Row]:
     real = context is not None
     target = ["--devloop-context", context] if context else []
-    values = project / VALUES
-    original = values.read_text()
     # Warm-up: the cluster is up, the project synced, every test recorded once.
     pytest_cycle(project, target, env, real)
     rows = []
-    for key, scenario in SCENARIOS.items():
+    for key, scenario in scenarios.items():
+        values = project / scenario.get("file", VALUES)
+        original = values.read_text()
         old, new = scenario["edit"]
         assert old in original, f"scenario {key}: {old!r} not in {values}"
         base: list[Cycle] = []
@@ -320,7 +357,13 @@ def run_cluster(
                     )
         values.write_text(original)
         pytest_cycle(project, target, env, real)
-        watch = watch_cycles(project, target, env, real, (old, new), repeat) if with_watch else []
+        watch = (
+            watch_cycles(
+                project, target, env, real, (old, new), repeat, values.relative_to(project)
+            )
+            if with_watch
+            else []
+        )
         b = statistics.median(c.seconds for c in base)
         d = statistics.median(c.seconds for c in dev)
         bw = [c.writes for c in base if c.writes is not None]
@@ -418,8 +461,16 @@ def main() -> int:
         "--no-embedded", action="store_true", help="only the DEVLOOP_TEST_CONTEXT cluster"
     )
     parser.add_argument("--no-watch", action="store_true", help="leave out the watch cycle")
+    parser.add_argument("--project", choices=(*PROJECTS, "all"), default="all")
+    parser.add_argument(
+        "--helm-backend",
+        choices=("auto", "cli", "inprocess"),
+        default="inprocess" if importlib.util.find_spec("helm_python") else "auto",
+    )
     args = parser.parse_args()
     env = helm_env()
+    env["DEVLOOP_HELM_BACKEND"] = args.helm_backend
+    projects = list(PROJECTS) if args.project == "all" else [args.project]
     with_watch = (
         not args.no_watch and importlib.util.find_spec("pytest_devloop.watch.loop") is not None
     )
@@ -433,28 +484,37 @@ def main() -> int:
             clusters.append(("embedded", None))
         if context:
             clusters.append((f"context {context}", context))
-        for label, ctx in clusters:
-            project = Path(tmp) / label.replace(" ", "-")
-            modes[label] = prepare_copy(project, args.images)
-            try:
-                rows += run_cluster(project, label, ctx, args.repeat, env, with_watch)
-            finally:
-                if ctx is None:
-                    from pytest_devloop.embedded.cluster import down
+        for name in projects:
+            source, scenarios = PROJECTS[name]
+            for cluster_label, ctx in clusters:
+                label = cluster_label if name == "example" else f"{cluster_label}, {name} chart"
+                project = Path(tmp) / name / cluster_label.replace(" ", "-")
+                project.parent.mkdir(parents=True, exist_ok=True)
+                modes[label] = prepare_copy(project, args.images, source)
+                try:
+                    rows += run_cluster(
+                        project, label, ctx, args.repeat, env, with_watch, scenarios
+                    )
+                finally:
+                    if ctx is None:
+                        from pytest_devloop.embedded.cluster import down
 
-                    down(project / ".devloop" / "embedded")
+                        down(project / ".devloop" / "embedded")
     result = {
         "machine": machine(),
         "host": platform.node(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
         "repeat": args.repeat,
+        "helm_backend": args.helm_backend,
+        "load": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
         "images": modes,
         "statistic": "median",
         "rows": [asdict(r) for r in rows],
     }
     print(
         f"\nThe proposal's experiment: median of {args.repeat}, {result['machine']}, "
-        f"{result['date']}; images: {', '.join(f'{k} {v}' for k, v in modes.items())}\n"
+        f"{result['date']}, load {result['load']}, helm {args.helm_backend}; images: "
+        f"{', '.join(f'{k} {v}' for k, v in modes.items())}\n"
     )
     print(table(rows))
     args.json.parent.mkdir(parents=True, exist_ok=True)

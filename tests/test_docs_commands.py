@@ -415,18 +415,24 @@ def test_experiment_command_runs(tmp_path: Path, tool: Callable[[str], str]) -> 
         env=environ,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         check=False,
     )
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     assert "| cluster | scenario | baseline (s) | devloop (s) | ratio |" in out, out
     data = json.loads(out_json.read_text())
-    rows = {row["scenario"]: row for row in data["rows"]}
-    assert set(rows) == {"A: app replicas 1 -> 3", "B: 50% fault delay"}
-    for row in rows.values():
-        assert row["baseline_tests"] == 12
-        assert 0 < row["devloop_tests"] < 12
+    # The example (12 tests) and the 150-object course chart (20 tests), both scenarios.
+    tests = {"embedded": 12, "embedded, course chart": 20}
+    rows = {(row["cluster"], row["scenario"]): row for row in data["rows"]}
+    assert set(rows) == {
+        (cluster, scenario)
+        for cluster in tests
+        for scenario in ("A: app replicas 1 -> 3", "B: 50% fault delay")
+    }
+    for (cluster, _), row in rows.items():
+        assert row["baseline_tests"] == tests[cluster]
+        assert 0 < row["devloop_tests"] < tests[cluster]
         assert row["devloop_writes"] == 1
         assert row["baseline_writes"] > row["devloop_writes"]
         if row["watch_s"] is not None:
