@@ -21,6 +21,7 @@ from typing import Any
 
 from pytest_devloop.artifacts.fingerprint import FileHasher, combine, helmignore_matcher
 from pytest_devloop.artifacts.parsecache import ParseCache
+from pytest_devloop.artifacts.parsecache import ParseCache
 from pytest_devloop.artifacts.render import (
     ChartQueries,
     ClusterAccess,
@@ -165,6 +166,7 @@ class Syncer:
         self._helm_version_text: str | None = None
         self._chart_queries: dict[str, ChartQueries] = {}
         self._plan_only = False
+        self._parse_cache = ParseCache(config.root / ".devloop" / "parsed")
         # Charts whose renders against the cluster must be upgrade renders (see _render).
         self._upgrade_renders: set[str] = set()
         self._unstable: dict[str, list[list[str | int]]] = {}
@@ -727,6 +729,7 @@ class Syncer:
                     api_versions=api_versions,
                     is_upgrade=upgrade,
                     cluster=cluster,
+                    parse_cache=self._parse_cache,
                 )
 
             def render_live(access: ClusterAccess) -> list[DesiredObject]:
