@@ -21,7 +21,6 @@ from typing import Any
 
 from pytest_devloop.artifacts.fingerprint import FileHasher, combine, helmignore_matcher
 from pytest_devloop.artifacts.parsecache import ParseCache
-from pytest_devloop.artifacts.parsecache import ParseCache
 from pytest_devloop.artifacts.render import (
     ChartQueries,
     ClusterAccess,
@@ -178,7 +177,6 @@ class Syncer:
     ) -> Syncer:
         """The one way front ends build a Syncer: every option the user gave is honoured;
         `overrides` carry what only the caller knows (output, CI namespace, watch mode)."""
-        self._parse_cache = ParseCache(config.root / ".devloop" / "parsed")
         settings: dict[str, Any] = {
             "force_conflicts": options.force_conflicts,
             "allow_prune": options.prune,
@@ -814,7 +812,6 @@ class Syncer:
         """
         unstable = dict(record.unstable) if record else {}
         if not isinstance(entry, ChartRelease):
-                    parse_cache=self._parse_cache,
             return unstable
         known = set(record.objects) | set(record.hooks) if record else set()
         hook_objs = {object_key(h.obj): h.obj for h in hooks}
