@@ -324,14 +324,25 @@ def pytest_runtest_makereport(
     outcome = yield
     if not _active(item.config):
         return
-    if call.when != "call":
-        report_ = outcome.get_result()
-        if report_.failed:
-            _run(item.config).outcomes[item.nodeid] = "error"
-        return
+    from pytest_devloop.run.testrun import SyncFailed
+
     report: pytest.TestReport = outcome.get_result()
+    if call.excinfo is not None and isinstance(call.excinfo.value, SyncFailed):
+        # A failed sync is an error of the test, never the failure an xfail expects.
+        if hasattr(report, "wasxfail"):
+            del report.wasxfail
+        report.outcome = "failed"
     run = _run(item.config)
-    if report.skipped:
+    if call.when != "call":
+        if report.failed:
+            run.outcomes[item.nodeid] = "error"
+        elif report.skipped and hasattr(report, "wasxfail"):
+            run.outcomes[item.nodeid] = "xfailed"  # an xfail(run=False) or a setup xfail
+        return
+    # Outcomes as pytest reports them: an expected failure is xfailed, not skipped.
+    if hasattr(report, "wasxfail"):
+        run.outcomes[item.nodeid] = "xfailed" if report.skipped else "xpassed"
+    elif report.skipped:
         run.outcomes.setdefault(item.nodeid, "skipped")
     if not report.failed:
         return

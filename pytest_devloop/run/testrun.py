@@ -28,6 +28,10 @@ WORKER_KEY = "devloop_sync"
 WORKER_RECORDS = "devloop_records"
 
 
+class SyncFailed(pytest.fail.Exception):  # type: ignore[name-defined,misc]
+    """The cluster a test needs was not synced: an error of the test, even under xfail."""
+
+
 def is_ci_env() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
@@ -234,11 +238,11 @@ class TestRun:
         if self.mode == "static":
             pytest.skip("--devloop-static: this test reads the cluster, and the cluster is skipped")
         if self.sync_error:
-            pytest.fail(f"devloop: {self.sync_error}", pytrace=False)
+            raise SyncFailed(f"devloop: {self.sync_error}", pytrace=False)
         if self.summary is None:
-            pytest.fail("devloop: the cluster was not synced", pytrace=False)
+            raise SyncFailed("devloop: the cluster was not synced", pytrace=False)
         if not self.summary.ok:
-            pytest.fail(
+            raise SyncFailed(
                 "devloop: the sync failed:\n" + "\n".join(self.summary.errors), pytrace=False
             )
         return self.summary
@@ -249,7 +253,31 @@ class TestRun:
 
         s = self.require_cluster()
         kube = Kube(client_from_kubeconfig(s.kubeconfig, s.context))
-        return Cluster(kube, self.recorder, namespace=s.namespace)
+        return Cluster(kube, self.recorder, namespace=self.default_namespace())
+
+    def default_namespace(self) -> str:
+        """The namespace `cluster` reads default to: the one namespace every namespaced
+        object of the artifacts lives in (the only release's, in dev and CI mode alike;
+        artifacts of cluster-scoped objects only, such as CRDs, do not count), else the
+        config's top-level `namespace` (CI mode: the run's namespace)."""
+        s = self.require_cluster()
+        live = {key.split("/")[2] for key in s.desired} - {""}
+        if not live:
+            live = set(s.namespaces.values())
+        return live.pop() if len(live) == 1 else s.namespace
+
+    def namespace(self, artifact: str) -> str:
+        """The live namespace of a chart or manifest artifact, in every mode
+        (`devloop.namespace("sms-checker")`; CI mode moves every release into its own)."""
+        s = self.require_cluster()
+        found = s.namespaces.get(artifact)
+        if found is None:
+            known = ", ".join(sorted(s.namespaces)) or "none"
+            raise KeyError(
+                f"devloop.namespace({artifact!r}): no artifact {artifact!r} in the config "
+                f"(artifacts: {known}); name a chart or manifests entry of devloop.yaml"
+            )
+        return found
 
     def rendered_view(self) -> Any:
         from pytest_devloop.run.view import Rendered
