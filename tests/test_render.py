@@ -7,6 +7,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -633,3 +634,42 @@ def test_parse_cache_reads_a_large_document_once_and_gives_the_same_objects(
     with pytest.raises(ManifestError) as err:
         parse_stream(bad, artifact="c", default_source="c", cache=fresh)
     assert err.value.file == "c/templates/broken.yaml"
+
+
+def test_chart_queries_name_only_the_capabilities_the_templates_read(tmp_path: Path) -> None:
+    from pytest_devloop.artifacts.render import chart_queries
+
+    chart = tmp_path / "c"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: c\nversion: 0.1.0\n")
+    (chart / "templates" / "a.yaml").write_text(
+        '{{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1" }}x{{ end }}\n'
+        '{{/* .Capabilities.KubeVersion in a comment */}}{{ "APIVersions in a string" }}\n'
+    )
+    found = chart_queries(chart)
+    assert (found.lookup, found.api_versions, found.kube_version) == (
+        False,
+        frozenset({"monitoring.coreos.com/v1"}),
+        False,
+    )
+    caps = found.capabilities(["v1", "apps/v1"], "v1.32.0")
+    assert caps == ["has:monitoring.coreos.com/v1=False"], (
+        "the rest of the API list is not an input"
+    )
+    assert found.capabilities(["v1", "monitoring.coreos.com/v1"], "v1.33.0") != caps
+
+    # A packed subchart reads KubeVersion and tests a version through a variable: the
+    # whole API list and the server version become inputs.
+    sub = tmp_path / "sub"
+    (sub / "templates").mkdir(parents=True)
+    (sub / "Chart.yaml").write_text("apiVersion: v2\nname: sub\nversion: 0.1.0\n")
+    (sub / "templates" / "b.yaml").write_text(
+        '{{ if semverCompare ">=1.30" .Capabilities.KubeVersion.Version }}{{ end }}\n'
+        "{{ $v := .Values.api }}{{ if .Capabilities.APIVersions.Has $v }}{{ end }}\n"
+    )
+    (chart / "charts").mkdir()
+    with tarfile.open(chart / "charts" / "sub-0.1.0.tgz", "w:gz") as tar:
+        tar.add(sub, arcname="sub")
+    found = chart_queries(chart)
+    assert (found.api_versions, found.kube_version) == (None, True)
+    assert found.capabilities(["v1"], "v1.32.0") == ["api-versions:v1", "kube-version:v1.32.0"]
