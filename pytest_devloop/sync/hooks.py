@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_devloop.artifacts.render import DesiredObject
+from pytest_devloop.artifacts.render import HOOK_DELETE_ANNOTATION, DesiredObject
 from pytest_devloop.cluster.kube import ApiResource, Kube, KubeError
 from pytest_devloop.sync import plan as planning
 from pytest_devloop.sync.plan import object_key, short_name
@@ -127,6 +127,12 @@ class HookRunner:
                 outcome = self._wait(res, live)
             except KubeError as e:
                 outcome = f"could not be created: {e}"
+                if e.status == 422 and "before-hook-creation" not in policies:
+                    outcome += (
+                        f". It exists from an earlier run and its {HOOK_DELETE_ANNOTATION} has "
+                        "no before-hook-creation (Helm refuses it too: already exists): add "
+                        "before-hook-creation, or delete it by hand"
+                    )
             if outcome is not None:
                 details = self._diagnose(obj)
                 if "hook-failed" in policies:
