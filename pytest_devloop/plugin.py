@@ -296,9 +296,7 @@ def pytest_collection_modifyitems(
         config.hook.pytest_deselected(items=deselected)
         items[:] = selected
     if config.getoption("devloop_explain"):
-        run.explain_lines = [
-            f"devloop: {'run ' if d.run else 'skip'} {d.nodeid}: {d.reason}" for d in run.decisions
-        ]
+        run.explain_lines = run.explain()
     if not run.is_worker:
         if run.selection_note:
             run.write(run.selection_note)

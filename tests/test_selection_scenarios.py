@@ -279,3 +279,18 @@ def test_helm_path_runs_every_test_that_reads_the_release(shop: Project) -> None
     assert run.ran() == ALL - {NSTEST, ROLE}, run
     assert "helm upgrade --install shop ran" in run.header(), run
     assert "every test that reads shop runs" in run.header(), run
+
+
+def test_explain_names_the_nearest_change_a_skipped_test_was_compared_against(
+    shop: Project,
+) -> None:
+    m = measure(shop, SCENARIOS[4])  # the ServiceMonitor's port
+    m.run.stdout.fnmatch_lines(
+        [f"devloop: run  {MONITOR}: reads ServiceMonitor/shop spec.endpoints*"]
+    )
+    m.run.stdout.fnmatch_lines(
+        [
+            f"devloop: skip {ROUTES}: not affected (reads Service/shop-v1 metadata.annotations*"
+            "; nearest change: ServiceMonitor/shop spec.endpoints*)",
+        ]
+    )

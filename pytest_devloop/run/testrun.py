@@ -450,6 +450,26 @@ class TestRun:
         self.selection_note = impact.summary(self.decisions, changes.describe(cs))
         return selected, deselected
 
+    def explain(self) -> list[str]:
+        """One line per test for --devloop-explain; a skipped test also says what it read
+        and the nearest change it was compared against."""
+        from pytest_devloop.selection import impact
+
+        records, _ = self.load_records() if self.impact is not None else (None, None)
+        lines: list[str] = []
+        for d in self.decisions:
+            line = f"devloop: {'run ' if d.run else 'skip'} {d.nodeid}: {d.reason}"
+            raw = (records or {}).get(d.nodeid)
+            if not d.run and raw is not None:
+                try:
+                    rec = impact.TestRecord.from_json(raw, d.nodeid)
+                except impact.RecordError:
+                    rec = None
+                if rec is not None:
+                    line += f" ({impact.nearest_change(rec, self.impact)})"
+            lines.append(line)
+        return lines
+
     # -- diagnostics ----------------------------------------------------------------
 
     def diagnostics(self, item: pytest.Item) -> str | None:

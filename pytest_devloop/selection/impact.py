@@ -1304,6 +1304,52 @@ def _affected(nodeid: str, rec: TestRecord, match: _Matcher) -> Decision | None:
     return None
 
 
+def nearest_change(rec: TestRecord, impact: Impact) -> str:
+    """For `--devloop-explain` on a skipped test: what it read, and the change nearest to
+    it that it was compared against (same object, else same kind, else same namespace,
+    else any): `reads Deployment/x spec.replicas; nearest change: Deployment/x
+    spec.template.metadata.annotations`."""
+
+    def fields_text(fields: list[str] | None) -> str:
+        if fields is None:
+            return " (whole object)"
+        more = f" +{len(fields) - 2}" if len(fields) > 2 else ""
+        return f" {', '.join(fields[:2])}{more}" if fields else ""
+
+    reads = [(k, p) for k, p in rec.objects.items()]
+    changed = [k for k in impact.fields if _split(k) is not None]
+    if reads:
+        key, paths = reads[0]
+        read_text = f"reads {_label(key)}{fields_text(paths)}"
+    elif rec.lists:
+        lr = rec.lists[0]
+        where = f" in {lr.namespace}" if lr.namespace is not None else " in all namespaces"
+        read_text = f"lists {lr.group_kind}{' ' + lr.selector if lr.selector else ''}{where}"
+    else:
+        read_text = "reads nothing recorded from the cluster"
+    if not changed:
+        return f"{read_text}; nothing changed"
+
+    def rank(candidate: str) -> int:
+        parts = _split(candidate) or ("", "", "", "")
+        best = 4
+        for key, _ in reads:
+            read_parts = _split(key) or ("", "", "", "")
+            if candidate == key:
+                return 0
+            if parts[1] == read_parts[1]:
+                best = min(best, 1 if parts[2] == read_parts[2] else 2)
+            elif parts[2] == read_parts[2]:
+                best = min(best, 3)
+        for lr in rec.lists:
+            if lr.group_kind.rpartition("/")[2] == parts[1]:
+                best = min(best, 1)
+        return best
+
+    nearest = min(changed, key=rank)
+    return f"{read_text}; nearest change: {_label(nearest)}{fields_text(impact.fields[nearest])}"
+
+
 def describe_change(changed: Mapping[str, list[str] | None], cause: str, *, limit: int = 3) -> str:
     """`values.yaml → Deployment/sms-checker-app (spec.replicas)`, for `summary`."""
     items: list[str] = []
