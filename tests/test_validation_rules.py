@@ -592,3 +592,21 @@ def test_statefulset_mounts_its_claim_templates() -> None:
     assert any('Not found: "storage"' in m for m in messages("apps/statefulsets", sts))
     sts["spec"]["volumeClaimTemplates"] = [{"metadata": {"name": "storage"}}]
     assert messages("apps/statefulsets", sts) == []
+
+
+def test_a_job_allowed_to_create_secrets_may_have_written_one() -> None:
+    job: Obj = {
+        "metadata": {"namespace": "n"},
+        "spec": {"template": {"spec": {"serviceAccountName": "init"}}},
+    }
+    role = {"rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create"]}]}
+    binding = {
+        "metadata": {"namespace": "n"},
+        "roleRef": {"kind": "Role", "name": "r"},
+        "subjects": [{"kind": "ServiceAccount", "name": "init"}],
+    }
+    assert scheduler.job_may_create(job, [binding], lambda b: role) == {"secret"}
+    other = dict(binding, subjects=[{"kind": "ServiceAccount", "name": "someone-else"}])
+    assert scheduler.job_may_create(job, [other], lambda b: role) == set()
+    read_only = {"rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}
+    assert scheduler.job_may_create(job, [binding], lambda b: read_only) == set()

@@ -193,6 +193,8 @@ class Kubelet(Controller):
         # namespace -> words its Jobs pass to their containers (scheduler.job_mentions);
         # kept after a hook Job is deleted, as what it created would stay.
         self._job_words: dict[str, set[str]] = {}
+        # namespace -> kinds (configmap, secret) a Job's ServiceAccount may create there
+        self._job_writes: dict[str, set[str]] = {}
         self._assumed: set[tuple[str, str]] = set()  # (pod uid, object) already announced
 
     def handlers(self) -> dict[str, Handler]:
@@ -213,8 +215,11 @@ class Kubelet(Controller):
             ns = str(meta(change.new).get("namespace", ""))
             words = scheduler.job_mentions(change.new)
             known = self._job_words.setdefault(ns, set())
-            if words - known:
+            writes = self._job_writes.setdefault(ns, set())
+            can = scheduler.job_may_create(change.new, self._bindings(ns), self._role_of)
+            if words - known or can - writes:
                 known |= words
+                writes |= can
                 for pod_ns, pod_name in sorted(self._waiting):
                     if pod_ns == ns:
                         self.ctx.enqueue(Key("pod", pod_ns, pod_name))
@@ -367,11 +372,32 @@ class Kubelet(Controller):
                 pod,
                 "DependencyAssumed",
                 f'{missing.kind} "{missing.name}" does not exist in {ns}; a Job of the '
-                "namespace names it, so it is taken as created (Job containers do not run "
-                "in the embedded cluster)",
+                "namespace names it or may create it, so it is taken as created (Job "
+                "containers do not run in the embedded cluster)",
                 component="kubelet",
                 host=str(meta(node).get("name")),
             )
+
+    def _bindings(self, ns: str) -> list[Obj]:
+        ctx = self.ctx
+        out: list[Obj] = []
+        for group_kind, namespace in (
+            ("rolebindings", ns),
+            ("clusterrolebindings", None),
+        ):
+            rt = ctx.rt("rbac.authorization.k8s.io", group_kind)
+            items, _ = ctx.store.list(rt, namespace)
+            out.extend(items)
+        return out
+
+    def _role_of(self, binding: Obj) -> Obj | None:
+        ctx = self.ctx
+        ref = binding.get("roleRef") or {}
+        name = str(ref.get("name", ""))
+        if ref.get("kind") == "ClusterRole":
+            return ctx.get(ctx.rt("rbac.authorization.k8s.io", "clusterroles"), "", name)
+        ns = str((binding.get("metadata") or {}).get("namespace", ""))
+        return ctx.get(ctx.rt("rbac.authorization.k8s.io", "roles"), ns, name)
 
     def _assumed_lookup(self, uid: str) -> scheduler.Lookup:
         def lookup(kind: str, ns: str, name: str) -> Obj | None:
@@ -433,7 +459,11 @@ class Kubelet(Controller):
                 age = self._ready_delay(pod) + max(0.0, ctx.wall() - started)
             self._bound_at[uid] = now - age
         key = Key("pod", str(m.get("namespace")), str(m.get("name")))
-        lookup = scheduler.assuming(self._lookup, lambda ns: self._job_words.get(ns, set()))
+        lookup = scheduler.assuming(
+            self._lookup,
+            lambda ns: self._job_words.get(ns, set()),
+            lambda ns: self._job_writes.get(ns, set()),
+        )
         missing = scheduler.missing_dependency(pod, lookup)
         if missing is not None:
             # The kubelet retries until the object appears; the start delay counts from then.

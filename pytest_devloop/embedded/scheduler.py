@@ -16,9 +16,11 @@ starts as soon as what it waits for appears.
 
 Containers do not run here, so an object that a Job's code would create on a real cluster
 (ingress-nginx's `kube-webhook-certgen` writes the admission Secret its controller
-mounts) never appears. A ConfigMap or Secret whose name a Job of the namespace passes in
-its command, arguments or environment is therefore taken as present (`job_mentions`), and
-the kubelet says so in an Event: the simulation cannot tell, so it does not block.
+mounts; Argo CD's `redis-secret-init` writes `argocd-redis`) never appears. A ConfigMap
+or Secret is therefore taken as present when a Job of the namespace names it in its
+command, arguments or environment (`job_mentions`), or when a Job's ServiceAccount may
+create that kind in the namespace (`job_may_create`); the kubelet says so in an Event.
+The simulation cannot tell what the Job's code writes, so it does not block.
 """
 
 from __future__ import annotations
@@ -139,12 +141,68 @@ def job_mentions(job: Obj) -> set[str]:
     return words
 
 
-def assuming(lookup: Lookup, mentioned: Callable[[str], set[str]]) -> Lookup:
-    """`lookup`, with ConfigMaps and Secrets a Job of the namespace mentions taken as present."""
+_WRITE_VERBS = frozenset({"create", "update", "patch", "*"})
+
+
+def _rule_allows(rule: Obj, resource: str) -> bool:
+    groups = rule.get("apiGroups") or []
+    resources = rule.get("resources") or []
+    verbs = rule.get("verbs") or []
+    return (
+        ("" in groups or "*" in groups)
+        and (resource in resources or "*" in resources)
+        and bool(_WRITE_VERBS & set(verbs))
+        and not rule.get("resourceNames")
+    )
+
+
+def job_may_create(
+    job: Obj, bindings: Iterable[Obj], role_of: Callable[[Obj], Obj | None]
+) -> set[str]:
+    """Which of `configmap`/`secret` the Job's ServiceAccount may write in its namespace.
+
+    `bindings` are the RoleBindings of the namespace and the ClusterRoleBindings;
+    `role_of(roleRef-holding binding)` finds the Role or ClusterRole it grants.
+    """
+    ns = str((job.get("metadata") or {}).get("namespace", ""))
+    pod_spec = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+    sa = str(pod_spec.get("serviceAccountName") or pod_spec.get("serviceAccount") or "default")
+    out: set[str] = set()
+    for binding in bindings:
+        subjects = binding.get("subjects") or []
+        if not any(
+            isinstance(s, dict)
+            and s.get("kind") == "ServiceAccount"
+            and s.get("name") == sa
+            and (s.get("namespace") or (binding.get("metadata") or {}).get("namespace")) == ns
+            for s in subjects
+        ):
+            continue
+        role = role_of(binding)
+        for rule in (role or {}).get("rules") or []:
+            if not isinstance(rule, dict):
+                continue
+            for kind, resource in (("secret", "secrets"), ("configmap", "configmaps")):
+                if _rule_allows(rule, resource):
+                    out.add(kind)
+    return out
+
+
+def assuming(
+    lookup: Lookup,
+    mentioned: Callable[[str], set[str]],
+    writable: Callable[[str], set[str]] = lambda ns: set(),
+) -> Lookup:
+    """`lookup`, with the ConfigMaps and Secrets a Job of the namespace could have written
+    (it names them, or may create that kind) taken as present."""
 
     def wrapped(kind: str, ns: str, name: str) -> Obj | None:
         found = lookup(kind, ns, name)
-        if found is None and kind in ("configmap", "secret") and name in mentioned(ns):
+        if (
+            found is None
+            and kind in ("configmap", "secret")
+            and (name in mentioned(ns) or kind in writable(ns))
+        ):
             return Assumed()
         return found
 
