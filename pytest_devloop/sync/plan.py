@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_devloop.k8s.apply import changed_paths
+from pytest_devloop.sync.ownership import is_secret, redact
 
 # Helm's install order (pkg/release/util/kind_sorter.go), which charts are written for.
 INSTALL_ORDER = [
@@ -173,6 +174,7 @@ class Recorded:
     digest: str
     applied: dict[str, Any]
     observed: Any  # projection of the live object onto `applied` right after the apply
+    pending: bool = False  # written ahead of a create that may not have happened
 
 
 def plan_artifact(
@@ -200,8 +202,18 @@ def plan_artifact(
                 )
             )
             continue
-        if rec.digest != d:
-            fields = changed_paths(rec.applied, obj)
+        secret = is_secret(obj)
+        if rec.pending:
+            # Recorded ahead of its create by a sync that did not finish.
+            actions.append(
+                Action("update", key, "recorded by an interrupted sync: re-applied", obj)
+            )
+            continue
+        # The recorded body of a Secret holds digests of its values, so its digest is
+        # not the recorded one: the desired body *is* the recorded body (inputs unchanged).
+        if rec.digest != d and obj != rec.applied:
+            # Recorded Secret values are digests: compare digests.
+            fields = changed_paths(rec.applied, redact(obj, secret))
             actions.append(
                 Action("update", key, "rendered differently", obj, fields or ["(metadata)"])
             )
@@ -211,7 +223,7 @@ def plan_artifact(
             if current is None:
                 actions.append(Action("drift", key, "deleted since the last sync", obj))
                 continue
-            now = project(rec.applied, current)
+            now = redact(project(rec.applied, current), secret)
             if rec.observed is not None and now != rec.observed:
                 fields = changed_paths(rec.observed, now) if isinstance(now, dict) else []
                 actions.append(Action("drift", key, "edited since the last sync", obj, fields))

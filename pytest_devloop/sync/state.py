@@ -2,7 +2,8 @@
 
 Owns the state file of one cluster identity (server URL + `kube-system` UID): per
 artifact its fingerprint, and per object the digest and the body devloop applied (the
-inventory, which pruning and drift checks use), plus the hooks that last succeeded. The
+inventory, which pruning and drift checks use), plus the hooks that last succeeded. Objects are recorded before they are created
+(`pending`, write-ahead), and a Secret's values are stored as digests only. The
 file carries a schema version, is written atomically under a file lock (one writer
 across processes and xdist workers), and is rebuilt with a warning when unreadable,
 from another schema version or from another cluster, never touching anything else.
@@ -21,6 +22,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from pytest_devloop.sync.ownership import is_secret, private_dir, redact
+
 SCHEMA_VERSION = 1
 
 
@@ -36,14 +39,22 @@ class ObjectRecord:
     # The live values at the applied paths right after the apply: the drift baseline,
     # in the server's canonical form (quantities, defaults), so only real edits differ.
     observed: Any = None
+    # Written ahead of its create (write-ahead): the object may or may not exist; the
+    # next sync re-applies or prunes it.
+    pending: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        # A Secret's values never reach the disk: digests stand in for them.
+        secret = is_secret(self.applied)
+        out = {
             "digest": self.digest,
-            "applied": self.applied,
+            "applied": redact(self.applied, secret),
             "source": self.source,
-            "observed": self.observed,
+            "observed": redact(self.observed, secret),
         }
+        if self.pending:
+            out["pending"] = True
+        return out
 
 
 @dataclass
@@ -83,6 +94,7 @@ class ArtifactRecord:
                     dict(v["applied"]),
                     str(v.get("source", "")),
                     v.get("observed"),
+                    bool(v.get("pending", False)),
                 )
                 for k, v in (data.get("objects") or {}).items()
             },
@@ -124,8 +136,9 @@ class StateStore:
         return self.dir / f"{cluster_key(server, uid)}.json"
 
     def lock(self, server: str, uid: str) -> FileLock:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(self.path(server, uid)) + ".lock", timeout=120)
+        private_dir(self.dir.parent.parent)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return FileLock(str(self.path(server, uid)) + ".lock", timeout=120, mode=0o600)
 
     @contextmanager
     def locked(self, server: str, uid: str) -> Iterator[None]:
@@ -191,7 +204,8 @@ class StateStore:
 
     def save(self, state: ClusterState) -> None:
         path = self.path(state.server, state.uid)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir.parent.parent)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         _atomic_write(path, json.dumps(state.to_json(), separators=(",", ":")))
         index = self._index()
         if index.get(state.server) != state.uid:
@@ -201,5 +215,7 @@ class StateStore:
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     tmp.replace(path)
