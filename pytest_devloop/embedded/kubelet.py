@@ -378,6 +378,31 @@ class Kubelet(Controller):
                 host=str(meta(node).get("name")),
             )
 
+    def _announce_pull_secrets(self, pod: Obj, node: Obj) -> None:
+        """A missing image pull Secret does not stop a real kubelet: it warns and pulls."""
+        uid = str(meta(pod).get("uid"))
+        if (uid, "pull-secrets") in self._assumed:
+            return
+        self._assumed.add((uid, "pull-secrets"))
+        ns = str(meta(pod).get("namespace", ""))
+        missing = [
+            str(ref.get("name"))
+            for ref in (pod.get("spec") or {}).get("imagePullSecrets") or []
+            if isinstance(ref, dict)
+            and ref.get("name")
+            and self._lookup("secret", ns, str(ref["name"])) is None
+        ]
+        if missing:
+            self.ctx.record(
+                pod,
+                "FailedToRetrieveImagePullSecret",
+                f"Unable to retrieve some image pull secrets ({', '.join(missing)}); attempting "
+                "to pull the image may not succeed.",
+                warning=True,
+                component="kubelet",
+                host=str(meta(node).get("name")),
+            )
+
     def _bindings(self, ns: str) -> list[Obj]:
         ctx = self.ctx
         out: list[Obj] = []
@@ -486,6 +511,7 @@ class Kubelet(Controller):
             return
         self._waiting.discard((key.namespace, key.name))
         self._announce_assumed(pod, node)
+        self._announce_pull_secrets(pod, node)
         stage, next_in = self._stage(pod, now - self._bound_at[uid])
         if next_in is not None:
             ctx.enqueue_after(next_in, key)

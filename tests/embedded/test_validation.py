@@ -622,3 +622,13 @@ def test_a_secret_a_job_would_create_does_not_block(kubectl: Run, namespace: str
         "it or may create it, so it is taken as created (Job containers do not run in the "
         "embedded cluster)"
     ]
+
+
+def test_missing_image_pull_secret_warns_as_a_kubelet_does(kubectl: Run, namespace: str) -> None:
+    spec = "[{name: web, image: nginx}]\n      imagePullSecrets: [{name: regcred}]"
+    kubectl("apply", "-n", namespace, "-f", "-", input=deploy(containers=spec))
+    assert wait_until(lambda: events(kubectl, namespace, "FailedToRetrieveImagePullSecret")) == [
+        "Unable to retrieve some image pull secrets (regcred); attempting to pull the image "
+        "may not succeed."
+    ]
+    assert wait_until(lambda: is_ready(pod_state(kubectl, namespace, "app=web")))
