@@ -107,6 +107,11 @@ def _add_sync_options(p: argparse.ArgumentParser, *, plan: bool) -> None:
             help="take over fields another field manager owns",
         )
         p.add_argument(
+            "--adopt",
+            action="store_true",
+            help="take over objects owned by another devloop project, Helm or a person",
+        )
+        p.add_argument(
             "--prune",
             action="append",
             default=[],
@@ -133,6 +138,7 @@ def _sync(args: argparse.Namespace, *, status_only: bool) -> int:
             context=args.context,
             create_cluster=args.create_cluster,
             force_conflicts=getattr(args, "force_conflicts", False),
+            adopt=getattr(args, "adopt", False),
             prune=parse_prune(getattr(args, "prune", [])),
             mode="ci" if getattr(args, "ci", False) else "dev",
             build=getattr(args, "build", False),

@@ -92,6 +92,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="take over fields that another field manager owns instead of failing",
     )
     group.addoption(
+        "--devloop-adopt",
+        action="store_true",
+        default=False,
+        help="take over objects another devloop project, a Helm release or a person created",
+    )
+    group.addoption(
         "--devloop-prune",
         action="append",
         default=[],

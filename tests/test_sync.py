@@ -279,8 +279,24 @@ def must_read(k8s: Any, kind: str, namespace: str, name: str) -> dict[str, Any]:
     return obj
 
 
+def inventory_cm(k8s: Any, namespace: str, artifact: str) -> dict[str, Any]:
+    """The one inventory ConfigMap of `artifact` (named per project: `-<digest of its id>`)."""
+    from kubernetes import client
+
+    found = client.CoreV1Api(k8s).list_namespaced_config_map(
+        namespace, label_selector=f"devloop.dev/artifact={artifact}"
+    )
+    names = [
+        cm.metadata.name
+        for cm in found.items
+        if cm.metadata.name.startswith(INVENTORY_PREFIX + artifact + "-")
+    ]
+    assert len(names) == 1, f"inventories of {artifact} in {namespace}: {names}"
+    return must_read(k8s, "ConfigMap", namespace, names[0])
+
+
 def inventory(k8s: Any, namespace: str, artifact: str) -> list[str]:
-    cm = must_read(k8s, "ConfigMap", namespace, INVENTORY_PREFIX + artifact)
+    cm = inventory_cm(k8s, namespace, artifact)
     return [entry["key"] for entry in json.loads(cm["data"]["objects"])]
 
 
@@ -359,7 +375,7 @@ def test_replicas_change_writes_exactly_the_deployment(
     project = make_project()
     ns = project.namespace
     project.sync()
-    cm_before = must_read(k8s, "ConfigMap", ns, INVENTORY_PREFIX + "web")
+    cm_before = inventory_cm(k8s, ns, "web")
 
     project.edit("charts/web/values.yaml", "replicas: 1", "replicas: 3")
     run = project.sync()
@@ -375,7 +391,7 @@ def test_replicas_change_writes_exactly_the_deployment(
     deployment = must_read(k8s, "Deployment", ns, "web-web")
     assert deployment["spec"]["replicas"] == 3
     assert deployment["status"].get("readyReplicas") == 3, "the sync waited for the rollout"
-    cm_after = must_read(k8s, "ConfigMap", ns, INVENTORY_PREFIX + "web")
+    cm_after = inventory_cm(k8s, ns, "web")
     assert cm_after["metadata"]["resourceVersion"] == cm_before["metadata"]["resourceVersion"]
 
 
@@ -678,6 +694,11 @@ def test_lost_state_still_prunes_through_the_in_cluster_inventory(
 ) -> None:
     project = make_project()
     ns = project.namespace
+    # The identity lives in devloop.yaml, so it survives the loss of `.devloop/` (without
+    # `project:`, see test_ownership: the objects are then another project's until adopted).
+    doc = project.config_doc()
+    doc["project"] = f"lost-state-{ns}"[:63].rstrip("-")
+    project.write_config(doc)
     project.sync()
     shutil.rmtree(project.root / ".devloop")  # another machine, or a `git clean`
     (project.root / "charts/web/templates/extra.yaml").unlink()

@@ -29,6 +29,7 @@ class Options:
     context: str | None = None
     create_cluster: bool = False
     force_conflicts: bool = False
+    adopt: bool = False
     prune: list[str] = field(default_factory=list)
     mode: str = "dev"
     build: bool = False
@@ -81,6 +82,7 @@ def options_from_pytest(config: pytest.Config) -> Options:
         context=config.getoption("devloop_context"),
         create_cluster=config.getoption("devloop_create_cluster"),
         force_conflicts=config.getoption("devloop_force_conflicts"),
+        adopt=config.getoption("devloop_adopt", False),
         prune=parse_prune(config.getoption("devloop_prune")),
         mode="ci" if run_mode(config) == "ci" else "dev",
         build=config.getoption("devloop_build"),

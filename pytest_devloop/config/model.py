@@ -529,12 +529,42 @@ class Config(_Model):
     ci: CiSpec = Field(default_factory=CiSpec)
     image_registry: str | None = None
     prometheus: dict[str, Any] | None = None
+    # This project's identity on the cluster (label `devloop.dev/project`); unset: a
+    # random id written once to `.devloop/project-id`. Set, it wins over that file.
+    project: str | None = None
+    # Take over objects owned by someone else (another devloop project, Helm, by hand).
+    adopt: bool = False
     warnings: list[str] = []
 
     @field_validator("namespace")
     @classmethod
     def _namespace(cls, value: str) -> str:
         return _check_namespace(value)
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        ok = (
+            0 < len(value) <= 63
+            and value[0].isalnum()
+            and value[-1].isalnum()
+            and all((c.isascii() and c.isalnum()) or c in "._-" for c in value)
+        )
+        if not ok:
+            raise _fail(
+                "devloop_project",
+                f"{value!r} is not a label value: use at most 63 letters, digits, '-', '_' "
+                "or '.', starting and ending with a letter or digit (e.g. shop-backend)",
+            )
+        return value
+
+    def project_id(self) -> str:
+        """This project's identity: `project:` when set, else `.devloop/project-id`."""
+        from pytest_devloop.sync.ownership import project_id
+
+        return project_id(self.root, self.project)
 
     @field_validator("prometheus", mode="before")
     @classmethod

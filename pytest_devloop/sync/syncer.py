@@ -10,6 +10,7 @@ touched workloads are ready; record the result and print one line per artifact.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -37,15 +38,23 @@ from pytest_devloop.cluster.kube import ApiResource, Kube, KubeError
 from pytest_devloop.cluster.providers import Target, check_allowed
 from pytest_devloop.cluster.session import Options
 from pytest_devloop.config.model import ChartRelease, Config, ManifestSet
+from pytest_devloop.sync import ownership
 from pytest_devloop.sync import plan as planning
 from pytest_devloop.sync.hooks import HookFailed, HookReport, HookRunner
 from pytest_devloop.sync.plan import Plan, Recorded, object_key, project, short_name
 from pytest_devloop.sync.state import ArtifactRecord, ObjectRecord, StateStore
 from pytest_devloop.sync.unstable import diff_paths, keep_values, path_text, without
 
-ARTIFACT_LABEL = "devloop.dev/artifact"
+ARTIFACT_LABEL = ownership.ARTIFACT_LABEL
+PROJECT_LABEL = ownership.PROJECT_LABEL
 INVENTORY_PREFIX = "devloop-inventory-"
 HELM_VERSION_CACHE = "helm-version.json"
+
+
+def inventory_name(artifact: str, project: str) -> str:
+    """The in-cluster inventory of one artifact of one project (keyed by both, so two
+    projects with an artifact of the same name in one namespace keep theirs apart)."""
+    return f"{INVENTORY_PREFIX}{artifact}-{hashlib.sha256(project.encode()).hexdigest()[:10]}"
 
 
 class SyncError(Exception):
@@ -133,6 +142,7 @@ class Syncer:
         target: Target,
         *,
         force_conflicts: bool = False,
+        adopt: bool = False,
         allow_prune: Iterable[str] = (),
         mode: str = "dev",
         namespace_override: str | None = None,
@@ -145,6 +155,14 @@ class Syncer:
         self.config = config
         self.target = target
         self.force_conflicts = force_conflicts
+        self.adopt = adopt or config.adopt
+        # This project's identity: its objects carry it, its inventories are keyed by it,
+        # and only objects carrying it are pruned (see sync.ownership).
+        self.project = config.project_id()
+        # Object key -> the artifact that rendered it in this sync (one owner per object).
+        self._claimed: dict[str, str] = {}
+        self._adopting: set[str] = set()
+        self._state: Any = None
         self.allow_prune = frozenset(allow_prune) | frozenset(
             k for k, v in config.prune.model_dump().items() if v
         )
@@ -179,6 +197,7 @@ class Syncer:
         `overrides` carry what only the caller knows (output, CI namespace, watch mode)."""
         settings: dict[str, Any] = {
             "force_conflicts": options.force_conflicts,
+            "adopt": options.adopt,
             "allow_prune": options.prune,
             "mode": options.mode,
             "build": options.build,
@@ -253,8 +272,10 @@ class Syncer:
         timings.update(render=0.0, apply=0.0, hooks=0.0, ready=0.0)
         self._timings = timings
         stateful = self.mode == "dev"
+        self._claimed = {}
         with self.state_store.locked(self.target.server, uid):
             state, warning = self.state_store.load(self.target.server, uid)
+            self._state = state if stateful and not plan_only else None
             if warning and stateful:
                 result.warnings.append(warning)
                 self.out(f"devloop: warning: {warning}")
@@ -294,11 +315,73 @@ class Syncer:
                     res.line = self._line(res)
                 self.out(res.line)
                 result.artifacts.append(res)
+            if stateful:
+                self._removed_artifacts(state.artifacts, result, plan_only=plan_only)
             if stateful and not plan_only:
                 self.state_store.save(state)
+            self._state = None
         self.hasher.save(self.config.root / ".devloop" / "filestats.json")
+        ownership.secure_tree(self.config.root)
         timings["total"] = time.perf_counter() - t0
         return result
+
+    def _removed_artifacts(
+        self, records: dict[str, ArtifactRecord], result: SyncResult, *, plan_only: bool
+    ) -> None:
+        """Artifacts gone from the config: prune what they applied (same rules as any
+        prune), or say what is left and the command that removes it."""
+        names = {m.name for m in self.config.manifests} | {c.name for c in self.config.charts}
+        for name in sorted(set(records) - names):
+            record = records[name]
+            res = ArtifactResult(name, "removed", namespace="")
+            recorded = {
+                k: Recorded(r.digest, r.applied, r.observed, r.pending)
+                for k, r in record.objects.items()
+            }
+            the_plan = planning.plan_artifact(
+                name, {}, recorded, None, allow_prune=self.allow_prune
+            )
+            res.plan = the_plan
+            kept = [a.key for a in the_plan.by_op("keep")]
+            if plan_only:
+                res.line = (
+                    f"devloop: {name}: removed from the config: plan only, "
+                    f"{len(the_plan.prunes)} to prune, {len(kept)} to keep"
+                )
+            else:
+                live = self._live(name, recorded, {}, labelled=True)
+                pruned = self._prune(the_plan, recorded, live, name)
+                for key in pruned:
+                    res.changed.append((key, ["prune"]))
+                    res.previous[key] = recorded[key].applied
+                line = f"devloop: {name}: removed from the config: {len(pruned)} pruned"
+                unlabelled = [
+                    a.key
+                    for a in the_plan.prunes
+                    if live.get(a.key) is None and a.key not in pruned
+                ]
+                if unlabelled:
+                    line += (
+                        f"; {len(unlabelled)} not found with its labels (deployed by helm? "
+                        f"remove with: helm uninstall {name} --namespace {record.namespace})"
+                    )
+                if kept:
+                    flags = sorted({planning.PROTECTED.get(planning.kind_of(k), "") for k in kept})
+                    shown = ", ".join(short_name(k) for k in kept[:5])
+                    more = f" and {len(kept) - 5} more" if len(kept) > 5 else ""
+                    line += (
+                        f"; {len(kept)} left ({shown}{more}; never pruned implicitly): "
+                        f"remove them with devloop sync --prune={','.join(f for f in flags if f)}"
+                    )
+                    records[name] = ArtifactRecord(
+                        "", record.namespace, {k: record.objects[k] for k in kept}, kept=kept
+                    )
+                else:
+                    records.pop(name, None)
+                    self._delete_inventory(name, record.namespace)
+                res.line = line
+            self.out(res.line)
+            result.artifacts.append(res)
 
     def status(self) -> int:
         """Print, per artifact, what is deployed and whether it drifted; never writes."""
@@ -313,16 +396,31 @@ class Syncer:
         server_version = kube.server_version()
         self._prepare_images(plan_only=True)
         entries: list[ChartRelease | ManifestSet] = [*self.config.manifests, *self.config.charts]
+        for name in sorted(set(state.artifacts) - {e.name for e in entries}):
+            self.out(
+                f"devloop: {name}: removed from the config, {len(state.artifacts[name].objects)} "
+                "objects still applied (the next sync prunes them)"
+            )
         for entry in entries:
             record = state.artifacts.get(entry.name)
             if record is None:
                 self.out(f"devloop: {entry.name}: not deployed by devloop to this cluster")
                 continue
+            pending = sorted(k for k, r in record.objects.items() if r.pending)
+            if pending:
+                shown = ", ".join(short_name(k) for k in pending[:5])
+                self.out(
+                    f"devloop: {entry.name}: {len(pending)} objects recorded by an interrupted "
+                    f"sync ({shown}{', ...' if len(pending) > 5 else ''}): the next sync "
+                    "re-applies or prunes them"
+                )
             namespace = self.namespace_for(entry.namespace)
             kind = "chart" if isinstance(entry, ChartRelease) else "manifests"
             current = self._fingerprint(kind, entry, namespace, api_versions, server_version)
             recorded = {
-                k: Recorded(r.digest, r.applied, r.observed) for k, r in record.objects.items()
+                k: Recorded(r.digest, r.applied, r.observed, r.pending)
+                for k, r in record.objects.items()
+                if not r.pending
             }
             desired = {
                 k: _Desired(k, r.applied, r.source, None)
@@ -486,6 +584,7 @@ class Syncer:
                 "chart",
                 entry.name,
                 namespace,
+                self.project,
                 self.hasher.tree_digest(entry.path, ignore=helmignore_matcher(entry.path)),
                 *(self.hasher.file_digest(v) for v in entry.values),
                 *(str(v) for v in entry.values),
@@ -501,7 +600,9 @@ class Syncer:
             if entry.path.is_dir()
             else self.hasher.file_digest(entry.path)
         )
-        return combine("manifests", entry.name, namespace, digest, str(entry.kustomize))
+        return combine(
+            "manifests", entry.name, namespace, self.project, digest, str(entry.kustomize)
+        )
 
     def _queries(self, entry: ChartRelease) -> ChartQueries:
         """What the chart asks of the cluster, read once per content of its folder."""
@@ -524,6 +625,7 @@ class Syncer:
         *,
         plan_only: bool,
         full: bool,
+        force_render: bool = False,
     ) -> None:
         namespace = self.namespace_for(entry.namespace)
         res.namespace = namespace
@@ -541,7 +643,7 @@ class Syncer:
             )  # fmt: skip
             return
 
-        if unchanged_inputs and not full:
+        if unchanged_inputs and not full and not force_render:
             assert record is not None
             # Nothing to render: the desired state is what was applied; only drift remains.
             desired = {
@@ -563,8 +665,9 @@ class Syncer:
                 kind, entry, namespace, api_versions, server_version, record,
                 desired, hooks, crd_scopes,
             )  # fmt: skip
+        self._claim(entry, desired)
         recorded = {
-            key: Recorded(rec.digest, rec.applied, _observed(rec))
+            key: Recorded(rec.digest, rec.applied, _observed(rec), rec.pending)
             for key, rec in (record.objects.items() if record else [])
         }
         if record is None and not full:
@@ -577,6 +680,17 @@ class Syncer:
             live,
             allow_prune=self.allow_prune,
         )
+        if not res.rendered and any(
+            ownership.is_redacted(desired[a.key].obj) for a in the_plan.writes
+        ):
+            # The state holds digests of a Secret's values, not the values: to write the
+            # Secret again (drift), render it.
+            self._sync_artifact(
+                kind, entry, records, res, api_versions, server_version, crd_scopes,
+                plan_only=plan_only, full=full, force_render=True,
+            )  # fmt: skip
+            return
+        conflicts = self._check_owners(entry.name, the_plan, live, desired)
         res.plan = the_plan
         res.desired = {k: d.obj for k, d in desired.items()}
         if plan_only:
@@ -597,7 +711,8 @@ class Syncer:
             fingerprint, namespace, {}, dict(record.hooks) if record else {}, unstable=unstable
         )
         self._unstable = unstable
-        first_install = record is None
+        first_install = record is None or not record.fingerprint
+        ahead = self._write_ahead(entry.name, namespace, the_plan, desired, records, record)
         t_apply = time.perf_counter()
         event = "install" if first_install else "upgrade"
         hook_report = HookReport()
@@ -610,12 +725,11 @@ class Syncer:
                     time.perf_counter() - t_hooks
                 )
             touched = self._apply(entry.name, the_plan, desired, new_record, record, res)
-            self._prune(the_plan, recorded)
-            for action in the_plan.prunes:
+            for key in self._prune(the_plan, recorded, live, entry.name):
                 # A pruned object is a change with all its fields: tests reading it, and
                 # lists that held it (by its old labels), are affected.
-                res.changed.append((action.key, ["prune"]))
-                res.previous[action.key] = recorded[action.key].applied
+                res.changed.append((key, ["prune"]))
+                res.previous[key] = recorded[key].applied
             if hooks:
                 t_hooks = time.perf_counter()
                 self._hooks().run(hooks, f"post-{event}", new_record, hook_report, force_all=full)
@@ -628,7 +742,7 @@ class Syncer:
             res.hooks += hook_report.words()
             # A hook that ran is a new object (its Job, its pods) whatever it did.
             res.changed += [(key, ["hook"]) for key in hook_report.ran_keys]
-        self._write_inventory(entry.name, namespace, new_record, record)
+        self._write_inventory(entry.name, namespace, new_record, ahead or record)
         t_ready = time.perf_counter()
         # Hooks are a step of their own in the time split.
         hook_seconds = self._timings.get("hooks", 0.0) - hooks_started
@@ -644,12 +758,17 @@ class Syncer:
             except SyncError:
                 # Not recorded as synced: the next sync re-applies (a no-op on the
                 # server) and waits again instead of calling a broken rollout unchanged.
-                if record is not None:
+                # Created objects stay known (write-ahead), so nothing is forgotten.
+                if ahead is not None:
+                    records[entry.name] = ahead
+                elif record is not None:
                     records[entry.name] = record
                 else:
                     records.pop(entry.name, None)
                 raise
         records[entry.name] = new_record
+        if conflicts:
+            raise SyncError("\n".join(conflicts))
         if isinstance(entry, ChartRelease) and res.rendered:
             self._converge(entry, records, res, api_versions, server_version, crd_scopes)
 
@@ -783,7 +902,11 @@ class Syncer:
         for d in crds:
             obj = dict(d.obj)
             meta = dict(obj.get("metadata") or {})
-            meta["labels"] = {**(meta.get("labels") or {}), ARTIFACT_LABEL: artifact}
+            meta["labels"] = {
+                **(meta.get("labels") or {}),
+                ARTIFACT_LABEL: artifact,
+                PROJECT_LABEL: self.project,
+            }
             meta.pop("namespace", None)
             obj["metadata"] = meta
             applied.append(self.kube.apply(res, obj, force=self.force_conflicts))
@@ -888,7 +1011,9 @@ class Syncer:
                 hooks.append(d)
                 continue
             if label:
-                m.setdefault("labels", {})[ARTIFACT_LABEL] = artifact
+                labels = m.setdefault("labels", {})
+                labels[ARTIFACT_LABEL] = artifact
+                labels[PROJECT_LABEL] = self.project
             key = object_key(obj)
             if key in desired:
                 raise SyncError(
@@ -932,12 +1057,21 @@ class Syncer:
         return live
 
     def _inventory(self, artifact: str, namespace: str) -> dict[str, Recorded]:
-        """Objects a previous devloop (another machine, lost state) applied for the artifact."""
+        """Objects this project applied for the artifact from another checkout of the
+        same `project:` or with lost state (its own inventory), or by a devloop from
+        before project identities (the legacy inventory, adopted with one line)."""
         cm_res = self.kube.resource("v1", "ConfigMap")
         assert cm_res is not None
-        cm = self.kube.get(cm_res, namespace, INVENTORY_PREFIX + artifact)
+        cm = self.kube.get(cm_res, namespace, inventory_name(artifact, self.project))
         if cm is None:
-            return {}
+            cm = self.kube.get(cm_res, namespace, INVENTORY_PREFIX + artifact)
+            labels = ((cm or {}).get("metadata") or {}).get("labels") or {}
+            if cm is None or PROJECT_LABEL in labels:
+                return {}
+            self.out(
+                f"devloop: {artifact}: adopting the inventory {INVENTORY_PREFIX + artifact} "
+                "written by an earlier devloop (objects without a project label)"
+            )
         try:
             keys = json.loads((cm.get("data") or {}).get("objects", "[]"))
         except ValueError:
@@ -974,14 +1108,23 @@ class Syncer:
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
                 "metadata": {
-                    "name": INVENTORY_PREFIX + artifact,
+                    "name": inventory_name(artifact, self.project),
                     "namespace": namespace,
-                    "labels": {"app.kubernetes.io/managed-by": "pytest-devloop"},
+                    "labels": {
+                        "app.kubernetes.io/managed-by": "pytest-devloop",
+                        ARTIFACT_LABEL: artifact,
+                        PROJECT_LABEL: self.project,
+                    },
                 },
-                "data": {"objects": json.dumps(objects)},
+                "data": {"objects": json.dumps(objects), "project": self.project},
             },
             force=True,
         )
+
+    def _delete_inventory(self, artifact: str, namespace: str) -> None:
+        cm_res = self.kube.resource("v1", "ConfigMap")
+        if cm_res is not None and namespace:
+            self.kube.delete(cm_res, namespace, inventory_name(artifact, self.project))
 
     def _ensure_namespace(self, namespace: str) -> None:
         ns_res = self.kube.resource("v1", "Namespace")
@@ -1039,7 +1182,7 @@ class Syncer:
                     f"{d.source}: kind {d.obj.get('kind')} ({d.obj.get('apiVersion')}) is not served "
                     f"by the cluster; is its CustomResourceDefinition applied and Established?"
                 )
-            force = self.force_conflicts or action.op == "drift"
+            force = self.force_conflicts or action.op == "drift" or action.key in self._adopting
             try:
                 live = self.kube.apply(api_res, d.obj, force=force)
             except KubeError as e:
@@ -1076,14 +1219,135 @@ class Syncer:
                 new_record.kept.append(action.key)
         return touched
 
-    def _prune(self, the_plan: Plan, recorded: dict[str, Recorded]) -> None:
+    def _prune(
+        self,
+        the_plan: Plan,
+        recorded: dict[str, Recorded],
+        live: dict[str, dict[str, Any] | None],
+        artifact: str,
+    ) -> list[str]:
+        """Delete what left the artifact, only where the live object is this project's;
+        returns the keys deleted."""
+        pruned = []
         for action in the_plan.prunes:
+            current = live.get(action.key)
+            if current is None:
+                continue  # gone already, or no longer carries this artifact's label
+            owner = ownership.owner_of(current, self.project, artifact)
+            if owner is not None:
+                self.out(
+                    f"devloop: {artifact}: {action.name}: not pruned: it belongs to {owner} now"
+                )
+                continue
             obj = recorded[action.key].applied
             res = self.kube.resource(str(obj.get("apiVersion")), action.kind)
             if res is None:
                 continue
             m = obj.get("metadata") or {}
             self.kube.delete(res, m.get("namespace"), str(m.get("name")))
+            pruned.append(action.key)
+        return pruned
+
+    # -- ownership ----------------------------------------------------------------------
+
+    def _claim(self, entry: ChartRelease | ManifestSet, desired: dict[str, _Desired]) -> None:
+        """One object, one artifact: two artifacts of this project rendering the same
+        object would overwrite and prune each other."""
+        for key, d in desired.items():
+            other = self._claimed.setdefault(key, entry.name)
+            if other != entry.name:
+                ns = key.split("/")[2]
+                where = f" in namespace {ns}" if ns else ""
+                raise SyncError(
+                    f"{short_name(key)}{where} is rendered by both {other!r} and "
+                    f"{entry.name!r} ({d.source}); keep it in one of them (rename it in the "
+                    "other, or disable it there with a value)"
+                )
+
+    def _check_owners(
+        self,
+        artifact: str,
+        the_plan: Plan,
+        live: dict[str, dict[str, Any] | None],
+        desired: dict[str, _Desired],
+    ) -> list[str]:
+        """Writes that would take over someone else's object: with adopt, taken over
+        (one line each); without, left alone (op `foreign`), one line each returned."""
+        creates = [a for a in the_plan.writes if a.op == "create"]
+        existing = self._existing([a.key for a in creates], desired)
+        lines: list[str] = []
+        self._adopting = set()
+        for action in the_plan.writes:
+            current = existing.get(action.key) if action.op == "create" else live.get(action.key)
+            if current is None:
+                continue
+            owner = ownership.owner_of(current, self.project, artifact)
+            if owner is None:
+                continue
+            ns = action.key.split("/")[2]
+            where = f" in namespace {ns}" if ns else ""
+            if self.adopt:
+                self._adopting.add(action.key)
+                self.out(f"devloop: {artifact}: adopting {action.name}{where} from {owner}")
+                continue
+            action.op = "foreign"
+            action.reason = f"belongs to {owner}"
+            lines.append(
+                f"{action.name}{where} belongs to {owner}: not taken over, nothing of it "
+                f"deleted; take it over with {ownership.ADOPT_HINT}, or rename it in the chart"
+            )
+        return lines
+
+    def _existing(self, keys: list[str], desired: dict[str, _Desired]) -> dict[str, dict[str, Any]]:
+        """Live objects at these keys, whoever owns them (one list per kind and namespace)."""
+        wanted: dict[tuple[str, str, str], set[str]] = {}
+        for key in keys:
+            obj = desired[key].obj
+            m = obj.get("metadata") or {}
+            wanted.setdefault(
+                (str(obj.get("apiVersion")), str(obj.get("kind")), m.get("namespace") or ""),
+                set(),
+            ).add(key)
+        found: dict[str, dict[str, Any]] = {}
+        for (api_version, kind, namespace), group in wanted.items():
+            res = self.kube.resource(api_version, kind)
+            if res is None:
+                continue
+            for item in self.kube.list(res, namespace or None):
+                k = object_key(dict(item, apiVersion=api_version))
+                if k in group:
+                    found[k] = item
+        return found
+
+    def _write_ahead(
+        self,
+        artifact: str,
+        namespace: str,
+        the_plan: Plan,
+        desired: dict[str, _Desired],
+        records: dict[str, ArtifactRecord],
+        record: ArtifactRecord | None,
+    ) -> ArtifactRecord | None:
+        """Record the objects about to be created before creating them (state and
+        in-cluster inventory), so a sync killed mid-create leaves nothing unknown."""
+        creates = [a for a in the_plan.writes if a.op == "create"]
+        if not creates or self._state is None:
+            return None
+        ahead = ArtifactRecord(
+            record.fingerprint if record else "",
+            namespace,
+            dict(record.objects) if record else {},
+            dict(record.hooks) if record else {},
+            list(record.kept) if record else [],
+            dict(record.unstable) if record else {},
+        )
+        for a in creates:
+            d = desired[a.key]
+            ahead.objects[a.key] = ObjectRecord("", d.obj, d.source, None, pending=True)
+        records[artifact] = ahead
+        self.state_store.save(self._state)
+        self._write_inventory(artifact, namespace, ahead, record)
+        return ahead
 
     def _wait(self, artifact: str, objects: list[dict[str, Any]]) -> None:
         from pytest_devloop.sync.readiness import Waiter, WaitTimeout, needs_wait
