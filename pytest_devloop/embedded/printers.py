@@ -106,15 +106,42 @@ def parse_time(value: Any) -> float | None:
     return out
 
 
-def since(value: Any, now: float) -> str:
+class Since:
+    """A cell that depends on the time of the request: `prefix + age of t + suffix`.
+
+    Printers given `DEFERRED` as `now` return these instead of text, so that the rest of
+    a row can be computed once per stored object and the ages at each request.
+    """
+
+    __slots__ = ("prefix", "suffix", "t")
+
+    def __init__(self, t: float, prefix: str = "", suffix: str = "") -> None:
+        self.t = t
+        self.prefix = prefix
+        self.suffix = suffix
+
+    def render(self, now: float) -> str:
+        return self.prefix + human_duration(now - self.t) + self.suffix
+
+
+DEFERRED = -1.0  # the `now` that asks printers for `Since` cells
+
+
+def elapsed(t: float, now: float, prefix: str = "", suffix: str = "") -> Any:
+    if now == DEFERRED:
+        return Since(t, prefix, suffix)
+    return prefix + human_duration(now - t) + suffix
+
+
+def since(value: Any, now: float) -> Any:
     """`translateTimestampSince`: the age of a timestamp, `<unknown>` when unset."""
     t = parse_time(value)
     if t is None:
         return "<unknown>"
-    return human_duration(now - t)
+    return elapsed(t, now)
 
 
-def _age(obj: Obj, now: float) -> str:
+def _age(obj: Obj, now: float) -> Any:
     return since((obj.get("metadata") or {}).get("creationTimestamp"), now)
 
 
@@ -211,8 +238,11 @@ def print_pod(pod: Obj, now: float) -> list[Any]:
     reason = str(status.get("phase") or "")
     if status.get("reason"):
         reason = str(status["reason"])
+    conds: dict[Any, Any] = {}
     for cond in status.get("conditions") or []:
-        if cond.get("type") == "PodScheduled" and cond.get("reason") == "SchedulingGated":
+        ctype = cond.get("type")
+        conds[ctype] = cond.get("status")
+        if ctype == "PodScheduled" and cond.get("reason") == "SchedulingGated":
             reason = "SchedulingGated"
 
     def note_restart(cs: dict[str, Any]) -> None:
@@ -255,8 +285,7 @@ def print_pod(pod: Obj, now: float) -> list[Any]:
             reason = f"Init:{i}/{len(init_specs)}"
         initializing = True
         break
-    initialized = _has_condition(pod, "Initialized")
-    if not initializing or initialized:
+    if not initializing or conds.get("Initialized") == "True":
         restarts = sidecar_restarts
         last_restart = sidecar_last
         has_running = False
@@ -274,20 +303,19 @@ def print_pod(pod: Obj, now: float) -> list[Any]:
                 has_running = True
                 ready += 1
         if reason == "Completed" and has_running:
-            reason = "Running" if _has_condition(pod, "Ready") else "NotReady"
+            reason = "Running" if conds.get("Ready") == "True" else "NotReady"
     if meta.get("deletionTimestamp") and status.get("reason") == "NodeLost":
         reason = "Unknown"
     elif meta.get("deletionTimestamp") and status.get("phase") not in ("Succeeded", "Failed"):
         reason = "Terminating"
-    restarts_text = str(restarts)
+    restarts_text: Any = str(restarts)
     if restarts and last_restart:
-        restarts_text = f"{restarts} ({human_duration(now - last_restart)} ago)"
+        restarts_text = elapsed(last_restart, now, f"{restarts} (", " ago)")
     ips = status.get("podIPs") or []
     pod_ip = (ips[0].get("ip") if ips else "") or status.get("podIP") or "<none>"
     gates = spec.get("readinessGates") or []
     gates_text = "<none>"
     if gates:
-        conds = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
         true = sum(1 for g in gates if conds.get(g.get("conditionType")) == "True")
         gates_text = f"{true}/{len(gates)}"
     return [
@@ -710,9 +738,9 @@ def print_job(job: Obj, now: float) -> list[Any]:
         completions = f"{succeeded}/1 of {parallelism}" if parallelism > 1 else f"{succeeded}/1"
     start = parse_time(status.get("startTime"))
     end = parse_time(status.get("completionTime"))
-    duration = ""
+    duration: Any = ""
     if start is not None:
-        duration = human_duration((end if end is not None else now) - start)
+        duration = human_duration(end - start) if end is not None else elapsed(start, now)
     names, images = _template_columns(spec.get("template"))
     return [
         _name(job),
@@ -1471,6 +1499,94 @@ def _partial(obj: Obj, api_version: str) -> Obj:
         "apiVersion": f"meta.k8s.io/{api_version}",
         "metadata": obj.get("metadata") or {},
     }
+
+
+_ENCODED: dict[int, tuple[Obj, str, bytes]] = {}
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _object_bytes(obj: Obj, include: str, table_version: str) -> bytes:
+    """A row's object, encoded once per stored version (stored objects never change)."""
+    tag = include + table_version
+    hit = _ENCODED.get(id(obj))
+    if hit is not None and hit[0] is obj and hit[1] == tag:
+        return hit[2]
+    data = _dumps(obj if include == "Object" else _partial(obj, table_version))
+    if len(_ENCODED) > 100_000:
+        _ENCODED.clear()
+    _ENCODED[id(obj)] = (obj, tag, data)
+    return data
+
+
+# A row is encoded once per stored object version as byte segments around its
+# time-dependent cells: (segments, Since cells), joined with the ages at each request.
+_ROWS: dict[int, tuple[Obj, str, list[bytes], list[Since]]] = {}
+_HOLE = "\u0000devloop-age\u0000"
+
+
+def _row(
+    obj: Obj, key: str, printer: Printer, tag: str, include: str, table_version: str
+) -> tuple[list[bytes], list[Since]]:
+    hit = _ROWS.get(id(obj))
+    if hit is not None and hit[0] is obj and hit[1] == tag:
+        return hit[2], hit[3]
+    template = printer(obj, DEFERRED)
+    ages = [c for c in template if isinstance(c, Since)]
+    row: Obj = {"cells": [_HOLE if isinstance(c, Since) else c for c in template]}
+    if key == "pods":
+        conditions = _pod_row_conditions(obj)
+        if conditions:
+            row["conditions"] = conditions
+    encoded = _dumps(row)[:-1]
+    if include != "None":
+        encoded += b',"object":' + _object_bytes(obj, include, table_version)
+    segments = (encoded + b"}").split(_dumps(_HOLE))
+    if len(_ROWS) > 100_000:
+        _ROWS.clear()
+    _ROWS[id(obj)] = (obj, tag, segments, ages)
+    return segments, ages
+
+
+def table_json(
+    key: str,
+    items: Iterable[Obj],
+    *,
+    table_version: str,
+    include_object: str = "",
+    crd: Obj | None = None,
+    version: str = "",
+    list_meta: dict[str, Any] | None = None,
+    now: float | None = None,
+) -> bytes:
+    """`table(...)` encoded as JSON; rows are encoded once per stored object version."""
+    columns, printer = printer_for(key, crd, version)
+    moment = time.time() if now is None else now
+    include = include_object or "PartialObjectMetadata"
+    head = _dumps(
+        {
+            "kind": "Table",
+            "apiVersion": f"meta.k8s.io/{table_version}",
+            "metadata": dict(list_meta or {}),
+            "columnDefinitions": column_definitions(columns),
+        }
+    )
+    crd_version = (crd.get("metadata") or {}).get("resourceVersion", "") if crd else ""
+    tag = f"{key}/{version}/{crd_version}/{include}/{table_version}"
+    rows = []
+    for obj in items:
+        segments, ages = _row(obj, key, printer, tag, include, table_version)
+        if not ages:
+            rows.append(segments[0])
+            continue
+        parts = [segments[0]]
+        for age, segment in zip(ages, segments[1:], strict=True):
+            parts.append(b'"' + age.render(moment).encode() + b'"')
+            parts.append(segment)
+        rows.append(b"".join(parts))
+    return head[:-1] + b',"rows":[' + b",".join(rows) + b"]}"
 
 
 def table(

@@ -301,7 +301,7 @@ class ApiServer:
             table_version = printers.wants_table(req.accept)
             if table_version:
                 list_meta = {"resourceVersion": meta(obj).get("resourceVersion", "")}
-                return 200, self.as_table(req, [obj], list_meta, table_version), ""
+                return 200, self.as_table(req, [obj], list_meta, table_version), "application/json"
             return 200, obj, ""
         if m == "PUT":
             return self.do_update(req)
@@ -418,7 +418,7 @@ class ApiServer:
 
     def as_table(
         self, req: Request, items: list[Obj], list_meta: dict[str, Any], table_version: str
-    ) -> Obj:
+    ) -> bytes:
         """`kubectl get`'s view: the kind's printer columns (CRD ones for custom resources)."""
         rt = req.rt
         assert rt is not None
@@ -430,7 +430,7 @@ class ApiServer:
             )
         if include == "Object":
             items = [self.present(rt, o, req.version) for o in items]
-        return printers.table(
+        return printers.table_json(
             rt.key,
             items,
             table_version=table_version,
@@ -718,7 +718,7 @@ class ApiServer:
         )
         table_version = printers.wants_table(req.accept)
         if table_version:
-            return 200, self.as_table(req, items, list_meta, table_version), ""
+            return 200, self.as_table(req, items, list_meta, table_version), "application/json"
         api_version = rt.api_version(req.version)
         encoded = [
             self.store.encoded(o)
