@@ -610,3 +610,14 @@ def test_a_job_allowed_to_create_secrets_may_have_written_one() -> None:
     assert scheduler.job_may_create(job, [other], lambda b: role) == set()
     read_only = {"rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}
     assert scheduler.job_may_create(job, [binding], lambda b: read_only) == set()
+
+
+def test_job_name_becomes_a_label_value() -> None:
+    job = {
+        "metadata": {"name": "j" * 64},
+        "spec": {"template": {"spec": pod_spec(restartPolicy="Never")}},
+    }
+    assert any(
+        m.startswith("spec.template.labels: Invalid value") and "no more than 63" in m
+        for m in messages("batch/jobs", job)
+    )

@@ -368,7 +368,8 @@ def _job(obj: Obj) -> list[FieldError]:
     errs = _job_spec(obj.get("spec"), "spec")
     name = str((obj.get("metadata") or {}).get("name", ""))
     if len(name) > 63:
-        errs.append(v.invalid("metadata.name", name, "must be no more than 63 characters"))
+        # The name becomes the value of the template's job-name labels.
+        errs.append(v.invalid("spec.template.labels", name, "must be no more than 63 characters"))
     return errs
 
 
