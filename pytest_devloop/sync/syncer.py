@@ -960,9 +960,24 @@ class Syncer:
                     unstable.pop(key, None)
         for key, paths in unstable.items():
             prev = record.objects.get(key) if record else None
-            if key in desired and prev is not None:
+            if key not in desired or prev is None:
+                continue
+            # The live value: the state keeps only digests of a Secret's values, and the
+            # value in the cluster is the one workloads use.
+            live = self._get_live(desired[key])
+            if live is not None:
+                keep_values(desired[key].obj, paths, live)
+            elif not ownership.is_redacted(prev.applied):
                 keep_values(desired[key].obj, paths, prev.applied)
         return {k: v for k, v in unstable.items() if k in desired or k in hook_objs}
+
+    def _get_live(self, d: _Desired) -> dict[str, Any] | None:
+        obj = d.obj
+        res = d.res or self.kube.resource(str(obj.get("apiVersion")), str(obj.get("kind")))
+        if res is None:
+            return None
+        m = obj.get("metadata") or {}
+        return self.kube.get(res, m.get("namespace"), str(m.get("name")))
 
     def _resolve(
         self,
