@@ -112,22 +112,22 @@ def test_minikube_provider_accepts_an_existing_profile_or_a_local_server(
     assert guard("minikube:local", config).context == "local"
 
 
-@pytest.mark.parametrize("tool", ["kind", "k3d"])
-def test_kind_and_k3d_need_their_context_on_this_machine(tmp_path: Path, tool: str) -> None:
+@pytest.mark.parametrize("flavor", ["kind", "k3d"])
+def test_kind_and_k3d_need_their_context_on_this_machine(tmp_path: Path, flavor: str) -> None:
     config = kubeconfig(
         tmp_path / "kc",
         {
-            f"{tool}-dev": "https://127.0.0.1:6443",
-            f"{tool}-all": "https://0.0.0.0:6443",
-            f"{tool}-prod": PROD,
+            f"{flavor}-dev": "https://127.0.0.1:6443",
+            f"{flavor}-all": "https://0.0.0.0:6443",
+            f"{flavor}-prod": PROD,
         },
     )
-    assert guard(f"{tool}:dev", config).context == f"{tool}-dev"
-    assert guard(f"{tool}:all", config).context == f"{tool}-all"
+    assert guard(f"{flavor}:dev", config).context == f"{flavor}-dev"
+    assert guard(f"{flavor}:all", config).context == f"{flavor}-all"
     with pytest.raises(ClusterRefused) as refused:
-        guard(f"{tool}:prod", config)
-    assert f"it is not the {tool} cluster 'prod'" in str(refused.value)
-    assert f"allow_contexts: [{tool}-prod]" in str(refused.value)
+        guard(f"{flavor}:prod", config)
+    assert f"it is not the {flavor} cluster 'prod'" in str(refused.value)
+    assert f"allow_contexts: [{flavor}-prod]" in str(refused.value)
 
 
 def test_a_missing_kind_cluster_is_one_line_with_the_fix(tmp_path: Path) -> None:
