@@ -192,6 +192,15 @@ def _gc(args: argparse.Namespace) -> int:
                 f"devloop: no devloop.yaml or skaffold.yaml in {options.rootdir}", file=sys.stderr
             )
             return 2
+        if (options.cluster or config.cluster.provider) == "embedded" and not options.context:
+            from pytest_devloop.embedded import cluster
+
+            # Its objects live in memory: a cluster that does not run holds nothing to
+            # collect, and gc must not start one.
+            folder = config.root / ".devloop" / "embedded"
+            if cluster.running(folder.resolve()) is None:
+                print(f"devloop: gc: no embedded cluster running in {folder}; nothing to collect")
+                return 0
         target = target_for(config, options)
     except (ConfigError, ClusterRefused, ClusterUnavailable) as e:
         print(f"devloop: {e}", file=sys.stderr)

@@ -314,3 +314,21 @@ def _cleanup(kube: Kube, *names: str) -> None:
     assert res is not None
     for name in names:
         kube.delete(res, None, name)
+
+
+def test_devloop_gc_starts_no_embedded_cluster(project: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest_devloop", "gc"],
+        cwd=project,
+        env={k: v for k, v in os.environ.items() if k != "KUBECONFIG"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (
+        f"devloop: gc: no embedded cluster running in {project / '.devloop' / 'embedded'}; "
+        "nothing to collect"
+    )
+    assert not (project / ".devloop" / "embedded").exists()
