@@ -525,6 +525,42 @@ def test_a_servicemonitor_edit_selects_the_target_tests_and_not_the_others() -> 
     assert decisions["tests/test_app.py::test_replicas"].run
 
 
+def test_an_unselected_monitor_and_the_prometheus_selectors_are_read_by_target_tests() -> None:
+    # The Prometheus selects `release: prometheus`; the monitor says `release: nobody`.
+    unselected = monitor()
+    unselected["metadata"]["labels"] = {**APP_LABELS, "release": "nobody"}
+    prom = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "Prometheus",
+        "metadata": {"name": "k8s", "namespace": NS},
+        "spec": {"serviceMonitorSelector": {"matchLabels": {"release": "prometheus"}}},
+    }
+    sm_key = "monitoring.coreos.com/ServiceMonitor/sms-checker/sms-checker-app"
+    prom_key = "monitoring.coreos.com/Prometheus/sms-checker/k8s"
+    plan = resolve(
+        ClusterObjects(service_monitors=[unselected], services=[SERVICE], prometheuses=[prom])
+    )
+    assert [j.monitor_key for j in plan.jobs if j.monitor_key] == []
+    recorder = Recorder()
+    recorder.start("tests/test_metrics.py::test_targets")
+    record_reads(recorder, plan, JOB)
+    targets = recorder.stop()
+    assert targets.objects[sm_key] == ["metadata.labels", "spec"]
+    assert targets.objects[prom_key] == ["spec"]
+    records = {targets.nodeid: targets}
+    graph = impact.Graph.build(
+        [(sm_key, unselected), ("/Service/sms-checker/sms-checker-app", SERVICE), (prom_key, prom)]
+    )
+    for change in (
+        {sm_key: ["spec.endpoints[0].port"]},  # its port
+        {sm_key: ['metadata.labels["release"]']},  # relabelled so that it is selected
+        {prom_key: ["spec.serviceMonitorSelector"]},  # the Prometheus' selector
+        {"monitoring.coreos.com/ServiceMonitor/sms-checker/another": None},  # a new monitor
+    ):
+        decisions = impact.select(records, list(records), graph.closure(change))
+        assert decisions[0].run, change
+
+
 # -- end to end: the fixture through the plugin, on a copy of the example project -------------
 
 SCRAPE_TESTS = """

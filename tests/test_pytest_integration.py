@@ -218,7 +218,7 @@ def test_replicas_change_runs_the_replica_tests(example: Project) -> None:
     assert run.ran() == {APP_REPLICAS, APP_ENDPOINTS}, run
     run.stdout.fnmatch_lines(
         [
-            "devloop: 2 of 12 tests affected by sms-checker → "
+            "devloop: 2 of 12 tests affected by charts/sms-checker/values.yaml → "
             "Deployment/sms-checker-app (spec.replicas)",
             f"devloop: run  {APP_REPLICAS}: reads Deployment/sms-checker-app spec*",
             "*2 passed, 10 deselected*",
@@ -247,9 +247,9 @@ def test_virtualservice_change_runs_the_routing_tests(example: Project) -> None:
     assert run.ran() == set(ROUTING), run
     run.stdout.fnmatch_lines(
         [
-            "devloop: 3 of 12 tests affected by sms-checker → "
+            "devloop: 3 of 12 tests affected by charts/sms-checker/values.yaml → "
             "VirtualService/sms-checker-app (spec.http)",
-            f"devloop: run  {ROUTING[2]}: reads VirtualService/sms-checker-app spec.http, which changed",
+            f"devloop: run  {ROUTING[2]}: reads VirtualService/sms-checker-app spec.http, changed by charts/sms-checker/values.yaml",
             "*3 passed, 9 deselected*",
         ]
     )
@@ -290,7 +290,7 @@ def test_configmap_change_runs_the_tests_of_the_workloads_mounting_it(
     assert not run.ran() & {*ROUTING, *MONITORING}
     run.stdout.fnmatch_lines(
         [
-            f"devloop: {len(expected)} of 12 tests affected by sms-checker → "
+            f"devloop: {len(expected)} of 12 tests affected by charts/sms-checker/values.yaml → "
             "ConfigMap/sms-checker-app-config (data.*)*",
             f"*{len(expected)} passed, {TOTAL - len(expected)} deselected*",
         ]

@@ -294,3 +294,19 @@ def test_explain_names_the_nearest_change_a_skipped_test_was_compared_against(
             "; nearest change: ServiceMonitor/shop spec.endpoints*)",
         ]
     )
+
+
+def test_header_names_the_file_that_caused_each_change(shop: Project) -> None:
+    m = measure(shop, SCENARIOS[0])  # replicas in values.yaml
+    assert m.header == (
+        "devloop: 3 of 9 tests affected by charts/shop/values.yaml → "
+        "Deployment/shop-v1 (spec.replicas), Deployment/shop-v2 (spec.replicas)"
+    ), m.run
+    template = "charts/shop/templates/config.yaml"
+    m = measure(
+        shop, Scenario("template", template, "verbs: [get]", "verbs: [get, list]", frozenset())
+    )
+    assert m.selected == {ROLE}, m.run
+    assert m.header.startswith(
+        f"devloop: 1 of 9 tests affected by {template} → ClusterRole/shop-reader (rules"
+    ), m.run

@@ -254,6 +254,8 @@ def test_values_template_test_file_config_and_image_edits_in_turn(
     assert "crds: unchanged" in line(block, r"^devloop: crds: ")
     header = line(block, r"tests (affected|selected)")
     assert "Deployment/sms-checker-app" in header and "sms-checker-model" not in header
+    # The saved file travels to the header.
+    assert "by charts/sms-checker/values.yaml → Deployment/sms-checker-app" in header, header
     assert re.search(r"tests: \d+ passed", line(block, r"^devloop: tests: "))
     assert "failed" not in line(block, r"^devloop: tests: ")
     dep = get(project, "apps/v1", "Deployment", "sms-checker-app")
@@ -265,7 +267,8 @@ def test_values_template_test_file_config_and_image_edits_in_turn(
     block = w.wait_block()
     assert_time_split_adds_up(block[-1])
     assert "1 updated (VirtualService/sms-checker-app" in line(block, r"^devloop: sms-checker: ")
-    assert "VirtualService/sms-checker-app" in line(block, r"tests (affected|selected)")
+    header = line(block, r"tests (affected|selected)")
+    assert f"by {VS} → VirtualService/sms-checker-app" in header, header
     assert "failed" not in line(block, r"^devloop: tests: ")
     vs = get(project, "networking.istio.io/v1beta1", "VirtualService", "sms-checker-app")
     assert vs is not None and vs["spec"]["http"][0]["fault"]["delay"]["percentage"]["value"] == 50

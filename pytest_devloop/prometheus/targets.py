@@ -407,6 +407,11 @@ class ScrapePlan:
     jobs: list[ScrapeJob] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     prometheus_key: str | None = None
+    # Every monitor in the namespaces the Prometheus watches, selected or not (a port
+    # or label edit of an unselected one can make it scrape), and those namespaces (None:
+    # all): what a target read depends on besides its own jobs.
+    candidate_monitors: set[str] = field(default_factory=set)
+    monitor_namespaces: dict[str, set[str] | None] = field(default_factory=dict)
 
     def config_shape(self) -> list[tuple[str, str, str, str | None, str | None, bool]]:
         """What the configuration file depends on (targets live in file_sd files)."""
@@ -481,7 +486,9 @@ def _select_monitors(
     kind: str, monitors: list[Obj], objs: ClusterObjects, plan: ScrapePlan
 ) -> list[Obj]:
     """The monitors the `Prometheus` resource (when there is one) selects."""
+    plan.candidate_monitors.update(_key(MONITORING, kind, _ns(m), _name(m)) for m in monitors)
     if not objs.prometheuses:
+        plan.monitor_namespaces[kind] = None
         return monitors
     prom = sorted(objs.prometheuses, key=lambda p: (_ns(p), _name(p)))[0]
     plan.prometheus_key = _key(MONITORING, "Prometheus", _ns(prom), _name(prom))
@@ -489,10 +496,15 @@ def _select_monitors(
     field_name = "serviceMonitorSelector" if kind == "ServiceMonitor" else "podMonitorSelector"
     ns_field = field_name.replace("Selector", "NamespaceSelector")
     selector = spec.get(field_name)
-    if selector is None:
-        return []  # the operator selects no monitor without a selector
     ns_selector = spec.get(ns_field)
     ns_labels = {_name(n): _labels(n) for n in objs.namespaces}
+    plan.monitor_namespaces[kind] = None if ns_selector is not None else {_ns(prom)}
+    if ns_selector is None:
+        plan.candidate_monitors.difference_update(
+            _key(MONITORING, kind, _ns(m), _name(m)) for m in monitors if _ns(m) != _ns(prom)
+        )
+    if selector is None:
+        return []  # the operator selects no monitor without a selector
     out = []
     for m in monitors:
         if ns_selector is None and _ns(m) != _ns(prom):
@@ -1085,6 +1097,14 @@ def record_reads(recorder: Any, plan: ScrapePlan | None, job: str | None) -> Non
             recorder.list_read(read)
     if plan.prometheus_key:
         recorder.object_read(plan.prometheus_key, "spec")
+    # Monitors no Prometheus selects today count too: an edit of their port, endpoints or
+    # labels (the fix of a monitor that is not picked up) changes the targets.
+    own = {j.monitor_key for j in jobs}
+    for key in sorted(plan.candidate_monitors - own):
+        recorder.object_paths(key, ("spec", "metadata.labels"))
+    for kind, namespaces in sorted(plan.monitor_namespaces.items()):
+        for ns in sorted(namespaces) if namespaces is not None else [None]:
+            recorder.list_read(ListRead(f"{MONITORING}/{kind}", ns, ""))
 
 
 # -- the fixture's factory --------------------------------------------------------------------

@@ -89,6 +89,7 @@ def describe(cs: ChangeSet, *, limit: int = 2) -> str:
     for artifact, why in cs.opaque.items():
         parts.append(f"{artifact} ({why}: every test that reads {artifact} runs)")
     keys = [k for k in cs.changed if not k.startswith("chart:")]
+    groups: dict[str, list[str]] = {}  # cause -> changes, in order (one cause said once)
     for key in keys[:limit]:
         fields = cs.changed[key]
         text = _label(key)
@@ -97,8 +98,10 @@ def describe(cs: ChangeSet, *, limit: int = 2) -> str:
             text += f" ({', '.join(fields[:2])}{extra})"
         elif key in cs.ops and cs.ops[key] != "update":
             text += f" ({_OP_TEXT.get(cs.ops[key], cs.ops[key])})"
-        cause = cs.causes.get(key)
-        parts.append(f"{cause} → {text}" if cause else text)
+        groups.setdefault(cs.causes.get(key, ""), []).append(text)
+    for cause, texts in groups.items():
+        joined = ", ".join(texts)
+        parts.append(f"{cause} → {joined}" if cause else joined)
     more = len(keys) - limit
     return "; ".join(parts) + (f" and {more} more" if more > 0 else "")
 

@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_devloop.artifacts.fingerprint import FileHasher, combine, helmignore_matcher
+from pytest_devloop.artifacts.fingerprint import (
+    FileHasher,
+    combine,
+    helmignore_matcher,
+    walk_files,
+)
 from pytest_devloop.artifacts.parsecache import ParseCache
 from pytest_devloop.artifacts.render import (
     ChartQueries,
@@ -41,8 +46,10 @@ from pytest_devloop.config.model import ChartRelease, Config, ManifestSet
 from pytest_devloop.sync import ownership
 from pytest_devloop.sync import plan as planning
 from pytest_devloop.sync.hooks import HookFailed, HookReport, HookRunner
+from pytest_devloop.sync.inputs import InputStore, changed_inputs
+from pytest_devloop.sync.inputs import attribute as inputs_attribute
 from pytest_devloop.sync.plan import Plan, Recorded, object_key, project, short_name
-from pytest_devloop.sync.state import ArtifactRecord, ObjectRecord, StateStore
+from pytest_devloop.sync.state import ArtifactRecord, ObjectRecord, StateStore, cluster_key
 from pytest_devloop.sync.unstable import diff_paths, keep_values, path_text, without
 
 ARTIFACT_LABEL = ownership.ARTIFACT_LABEL
@@ -94,6 +101,7 @@ class SyncResult:
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     writes: int = 0
+    changed_files: list[str] = field(default_factory=list)  # inputs changed since last sync
 
     @property
     def ok(self) -> bool:
@@ -260,7 +268,16 @@ class Syncer:
 
     # -- the sync -----------------------------------------------------------------
 
-    def sync(self, *, plan_only: bool = False, full: bool = False) -> SyncResult:
+    def sync(
+        self,
+        *,
+        plan_only: bool = False,
+        full: bool = False,
+        changed_paths: Iterable[str | Path] = (),
+    ) -> SyncResult:
+        """One sync. `changed_paths`: the files saved since the last sync (watch mode);
+        the input digests find the others, so every change is attributed to the file
+        that caused it (`ArtifactResult.causes`)."""
         check_allowed(self.target, self.config.cluster.allow_contexts)
         self._plan_only = plan_only
         t0 = time.perf_counter()
@@ -292,9 +309,20 @@ class Syncer:
                 ("manifests", m) for m in self.config.manifests
             ]
             entries += [("chart", c) for c in self.config.charts]
+            inputs = InputStore(
+                self.config.root
+                / ".devloop"
+                / "inputs"
+                / f"{cluster_key(self.target.server, uid)}.json"
+            )
+            touched = [self._relative(Path(p)) for p in changed_paths]
             for kind, entry in entries:
                 started = time.perf_counter()
                 res = ArtifactResult(entry.name, kind)
+                files = self._input_files(entry)
+                changed_files = changed_inputs(
+                    files, inputs.get(entry.name) if stateful else None, touched
+                )
                 try:
                     self._sync_artifact(
                         kind,
@@ -310,6 +338,10 @@ class Syncer:
                 except (RenderError, SyncError, KubeError, ValueError) as e:
                     res.error = str(e)
                     res.line = f"devloop: {entry.name}: error: {e}"
+                self._attribute(res, state.artifacts.get(entry.name), changed_files)
+                result.changed_files += [f for f in changed_files if f not in result.changed_files]
+                if res.error is None and stateful and not plan_only:
+                    inputs.put(entry.name, files)
                 res.seconds = time.perf_counter() - started
                 if res.error is None and not res.line:
                     res.line = self._line(res)
@@ -319,6 +351,7 @@ class Syncer:
                 self._removed_artifacts(state.artifacts, result, plan_only=plan_only)
             if stateful and not plan_only:
                 self.state_store.save(state)
+                inputs.save()
             self._state = None
         self.hasher.save(self.config.root / ".devloop" / "filestats.json")
         ownership.secure_tree(self.config.root)
@@ -382,6 +415,41 @@ class Syncer:
                 res.line = line
             self.out(res.line)
             result.artifacts.append(res)
+
+    def _relative(self, path: Path) -> str:
+        """A path as the input store names it: relative to the config's root, with `/`."""
+        full = path if path.is_absolute() else self.config.root / path
+        try:
+            return full.resolve().relative_to(self.config.root.resolve()).as_posix()
+        except ValueError:
+            return full.as_posix()
+
+    def _input_files(self, entry: ChartRelease | ManifestSet) -> dict[str, str]:
+        """Digest of every input file of an artifact (the files its fingerprint reads)."""
+        out: dict[str, str] = {}
+        root = entry.path
+        if root.is_dir():
+            ignore = helmignore_matcher(root) if isinstance(entry, ChartRelease) else None
+            for rel in walk_files(root, ignore=ignore):
+                out[self._relative(root / rel)] = self.hasher.file_digest(root / rel)
+        elif root.exists():
+            out[self._relative(root)] = self.hasher.file_digest(root)
+        for values in getattr(entry, "values", ()):
+            if Path(values).exists():
+                out[self._relative(Path(values))] = self.hasher.file_digest(Path(values))
+        return out
+
+    def _attribute(
+        self, res: ArtifactResult, record: ArtifactRecord | None, changed_files: list[str]
+    ) -> None:
+        """Name, per changed object, the input file that caused its change."""
+        if not changed_files:
+            return
+        for key, _ in res.changed:
+            obj = record.objects.get(key) if record else None
+            cause = inputs_attribute(obj.source if obj else "", changed_files)
+            if cause:
+                res.causes[key] = cause
 
     def status(self) -> int:
         """Print, per artifact, what is deployed and whether it drifted; never writes."""

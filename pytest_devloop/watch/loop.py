@@ -906,7 +906,8 @@ class Watch:
         self.syncer.out = lambda line: block.add(line) if line else None
         t_sync = time.monotonic()
         try:
-            result = self.syncer.sync()
+            # The saved files travel with the sync: each change names the file behind it.
+            result = self.syncer.sync(changed_paths=changed)
         except KeyboardInterrupt:
             raise
         except ClusterUnavailable as e:
@@ -936,6 +937,7 @@ class Watch:
         if (
             why == "files"
             and not result.changed
+            and not result.opaque()  # a Helm command ran: devloop cannot say "nothing"
             and not test_files
             and "config" not in kinds.values()
         ):
