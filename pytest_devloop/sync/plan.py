@@ -204,10 +204,13 @@ def plan_artifact(
             continue
         secret = is_secret(obj)
         if rec.pending:
-            # Recorded ahead of its create by a sync that did not finish.
-            actions.append(
-                Action("update", key, "recorded by an interrupted sync: re-applied", obj)
-            )
+            # Recorded ahead of its create by a sync that did not finish: created or not.
+            if live is not None and live.get(key) is None:
+                actions.append(Action("create", key, "recorded by an interrupted sync", obj))
+            else:
+                actions.append(
+                    Action("update", key, "recorded by an interrupted sync: re-applied", obj)
+                )
             continue
         # The recorded body of a Secret holds digests of its values, so its digest is
         # not the recorded one: the desired body *is* the recorded body (inputs unchanged).

@@ -53,6 +53,7 @@ from pytest_devloop.sync.state import ArtifactRecord, ObjectRecord, StateStore, 
 from pytest_devloop.sync.unstable import diff_paths, keep_values, path_text, without
 
 ARTIFACT_LABEL = ownership.ARTIFACT_LABEL
+SYNC_HOOK_EVENTS = frozenset({"pre-install", "post-install", "pre-upgrade", "post-upgrade"})
 PROJECT_LABEL = ownership.PROJECT_LABEL
 INVENTORY_PREFIX = "devloop-inventory-"
 HELM_VERSION_CACHE = "helm-version.json"
@@ -834,6 +835,9 @@ class Syncer:
                 else:
                     records.pop(entry.name, None)
                 raise
+        if conflicts:
+            # Not synced as rendered: the next sync renders again (an adopt, a rename).
+            new_record.fingerprint = ""
         records[entry.name] = new_record
         if conflicts:
             raise SyncError("\n".join(conflicts))
@@ -1005,7 +1009,13 @@ class Syncer:
         if not isinstance(entry, ChartRelease):
             return unstable
         known = set(record.objects) | set(record.hooks) if record else set()
-        hook_objs = {object_key(h.obj): h.obj for h in hooks}
+        # Hooks a sync never runs (test, delete, rollback) are never recorded: leave them
+        # out, or every render would count them new and render twice.
+        hook_objs = {
+            object_key(h.obj): h.obj
+            for h in hooks
+            if h.hook is not None and SYNC_HOOK_EVENTS.intersection(h.hook.events)
+        }
         fresh = [k for k in [*desired, *hook_objs] if k not in known]
         if fresh:
             again = self._render(kind, entry, namespace, api_versions, server_version, record)
@@ -1315,9 +1325,12 @@ class Syncer:
         for action in the_plan.prunes:
             current = live.get(action.key)
             if current is None:
-                continue  # gone already, or no longer carries this artifact's label
+                # Gone already (or never created), or no longer this artifact's.
+                action.op, action.reason = "gone", "not found with this artifact's label"
+                continue
             owner = ownership.owner_of(current, self.project, artifact)
             if owner is not None:
+                action.op, action.reason = "foreign", f"belongs to {owner}"
                 self.out(
                     f"devloop: {artifact}: {action.name}: not pruned: it belongs to {owner} now"
                 )
