@@ -148,7 +148,7 @@ def test_two_projects_sharing_a_namespace_keep_each_others_objects(
     a = write_project(tmp_path / "a", namespace, {"app": configmaps(["a-1", "a-2"])})
     b = write_project(tmp_path / "b", namespace, {"app": configmaps(["b-1", "b-2"])})
     for root in (a, b, a, b):
-        result, lines = sync(root, cluster, helm)
+        result, _lines = sync(root, cluster, helm)
         assert result.ok, [a.error for a in result.artifacts]
     assert names(k8s, namespace) == {"a-1", "a-2", "b-1", "b-2"}
     ids = {(tmp_path / p / ".devloop" / "project-id").read_text().strip() for p in "ab"}
@@ -157,7 +157,7 @@ def test_two_projects_sharing_a_namespace_keep_each_others_objects(
 
     # A removes one of its objects: only that one is pruned.
     (a / "charts/app/templates/all.yaml").write_text(configmaps(["a-1"]))
-    result, lines = sync(a, cluster, helm)
+    result, _lines = sync(a, cluster, helm)
     assert result.ok, [a.error for a in result.artifacts]
     assert "1 pruned" in result.artifacts[0].line
     assert names(k8s, namespace) == {"a-1", "b-1", "b-2"}
@@ -232,7 +232,7 @@ def test_helm_and_hand_made_objects_are_not_taken_over(
         },
     )
     root = write_project(tmp_path / "p", namespace, {"app": configmaps(["by-helm", "by-hand"])})
-    result, lines = sync(root, cluster, helm)
+    result, _lines = sync(root, cluster, helm)
     error = result.artifacts[0].error or ""
     assert "ConfigMap/by-helm in namespace" in error and "belongs to Helm release 'shop'" in error
     assert "ConfigMap/by-hand in namespace" in error and "created by hand" in error
@@ -243,7 +243,7 @@ def test_helm_and_hand_made_objects_are_not_taken_over(
     doc = yaml.safe_load((root / "devloop.yaml").read_text())
     doc["adopt"] = True
     (root / "devloop.yaml").write_text(yaml.safe_dump(doc))
-    result, lines = sync(root, cluster, helm)
+    result, _lines = sync(root, cluster, helm)
     assert result.ok, [a.error for a in result.artifacts]
     assert get(k8s, namespace, "by-hand")["data"] == {"k": "by-hand"}  # type: ignore[index]
 
@@ -292,7 +292,7 @@ def test_lost_state_without_a_project_key_names_the_owner_and_adopt_recovers(
     result, _ = sync(root, cluster, helm)
     assert "ConfigMap/x in namespace" in (result.artifacts[0].error or "")
     assert names(k8s, namespace) == {"x", "y"}, "a project that cannot tell deletes nothing"
-    result, lines = sync(root, cluster, helm, adopt=True)
+    result, _lines = sync(root, cluster, helm, adopt=True)
     assert result.ok, [a.error for a in result.artifacts]
 
 
@@ -447,7 +447,7 @@ def test_a_sync_killed_mid_create_converges_on_the_next_sync(
                 str(cluster.kubeconfig),
                 cluster.url,
                 helm.executable,
-            ],  # fmt: skip
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
