@@ -920,7 +920,9 @@ def render_chart(
     if is_upgrade:
         args.append("--is-upgrade")
     if cluster is not None:
-        args += ["--dry-run=server", *cluster.helm_flags()]
+        # No client-side OpenAPI validation: the API server validates each object when
+        # devloop applies it, and Helm 4 spends seconds on the schemas of large CRDs.
+        args += ["--dry-run=server", "--disable-openapi-validation", *cluster.helm_flags()]
 
     started = time.perf_counter()
     if helm.library is not None and cluster is None:
