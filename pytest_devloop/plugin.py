@@ -372,6 +372,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         run.save_records(run.records)
     finally:
         run.teardown()
+        _secure(run)
+
+
+def _secure(run: TestRun) -> None:
+    """`.devloop/` private: whatever this run wrote there (records, caches, logs) 0600."""
+    from pytest_devloop.sync.ownership import secure_tree
+
+    root = getattr(getattr(run, "config", None), "root", None)
+    if root is not None:
+        secure_tree(root)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -517,6 +517,7 @@ class Syncer:
                     f"devloop: {entry.name}: {len(record.objects)} objects, no drift, {inputs}"
                 )
         self.hasher.save(self.config.root / ".devloop" / "filestats.json")
+        ownership.secure_tree(self.config.root)
         return 0
 
     def _connect(self) -> str:
