@@ -217,10 +217,13 @@ def test_scenario_selects_every_affected_test(shop: Project, scenario: Scenario)
 
 def test_pruned_objects_are_changes_and_the_header_says_so(shop: Project) -> None:
     m = measure(shop, SCENARIOS[2])
+    assert any(re.match(r"devloop: shop: .*2 pruned", x) for x in m.run.lines), m.run
+    assert m.header == (
+        "devloop: 2 of 9 tests affected by charts/shop/values.yaml → "
+        "Deployment/shop-v2 (pruned), Service/shop-v2 (pruned)"
+    ), m.run
     m.run.stdout.fnmatch_lines(
         [
-            "devloop: shop: *2 pruned*",
-            "devloop: 2 of 9 tests affected by shop → Deployment/shop-v2 (pruned)*",
             f"devloop: run  {V2SVC}: reads Service/shop-v2 *",
             f"devloop: run  {TIER}: lists Pod tier>3 in shop: pod set of Deployment/shop-v2*",
         ]
@@ -310,3 +313,80 @@ def test_header_names_the_file_that_caused_each_change(shop: Project) -> None:
     assert m.header.startswith(
         f"devloop: 1 of 9 tests affected by {template} → ClusterRole/shop-reader (rules"
     ), m.run
+
+
+# -- CI mode on one cluster, twice -------------------------------------------------------------
+
+
+def _cluster_roles(project: Project) -> set[str]:
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(
+        config_file=str(project.path / ".devloop" / "embedded" / "kubeconfig")
+    )
+    names = {r.metadata.name for r in client.RbacAuthorizationV1Api(api).list_cluster_role().items}
+    return {n for n in names if n.startswith("shop-")}
+
+
+def _namespaces(project: Project) -> set[str]:
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(
+        config_file=str(project.path / ".devloop" / "embedded" / "kubeconfig")
+    )
+    return {n.metadata.name for n in client.CoreV1Api(api).list_namespace().items}
+
+
+def _delete_namespace(project: Project, name: str) -> None:
+    from kubernetes import client, config
+
+    from pytest_devloop.run.eventually import eventually
+
+    api = config.new_client_from_config(
+        config_file=str(project.path / ".devloop" / "embedded" / "kubeconfig")
+    )
+    client.CoreV1Api(api).delete_namespace(name)
+    eventually(lambda: name not in _namespaces(project), timeout=60)
+
+
+@pytest.mark.parametrize("deployer", ["devloop", "helm"])
+def test_ci_mode_twice_on_one_cluster_with_a_cluster_scoped_object(
+    tmp_path: Path, tool: Callable[[str], str], deployer: str
+) -> None:
+    project = make_project(tmp_path, tool("helm4"))
+    if deployer == "helm":
+        config = project.path / "devloop.yaml"
+        config.write_text(
+            config.read_text().replace(
+                "    namespace: shop\n", "    namespace: shop\n    deployer: helm\n"
+            )
+        )
+    try:
+        for _ in range(2):
+            run = project.pytest(ci=True)
+            assert run.ret == 0, run
+            # The namespace test passes: cluster reads and devloop.namespace() agree on
+            # the run's namespace.
+            assert run.outcomes()[NSTEST] == "PASSED", run
+            assert not {n for n in _namespaces(project) if n.startswith("devloop-")}, run
+            assert _cluster_roles(project) == set(), run
+        if deployer != "helm":
+            return
+        # A run whose namespace disappeared without its teardown (a crashed runner whose
+        # namespace was collected) leaves its ClusterRole: the next run removes it.
+        kept = project.pytest("--devloop-keep", ci=True)
+        assert kept.ret == 0, kept
+        assert _cluster_roles(project) == {"shop-reader"}
+        (left,) = {n for n in _namespaces(project) if n.startswith("devloop-")}
+        _delete_namespace(project, left)
+        run = project.pytest(ci=True)
+        assert run.ret == 0, run
+        run.stdout.fnmatch_lines(
+            [
+                "devloop: CI: removed ClusterRole/shop-reader, left by release shop of an "
+                f"earlier CI run (namespace {left} is gone)"
+            ]
+        )
+        assert _cluster_roles(project) == set(), run
+    finally:
+        project.stop()

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import shlex
 import time
@@ -183,12 +184,13 @@ class TestRun:
     @classmethod
     def summary_from_result(cls, result: Any, target: Any, namespace: str) -> SyncSummary:
         """The summary of a SyncResult (what test processes need of a sync)."""
+        # Every path reports a creation the same way (the per-object plan and the Helm
+        # path's read-back alike): what CI teardown may remove outside the namespace.
         created = [
-            a.key
+            key
             for art in result.artifacts
-            if art.plan is not None
-            for a in art.plan.actions
-            if a.op == "create" and a.key.split("/")[2] == ""
+            for key, fields in art.changed
+            if fields == ["create"] and key.split("/")[2] == ""
         ]
         return SyncSummary(
             ok=result.ok,
@@ -528,10 +530,45 @@ class TestRun:
             ci.collect(
                 kube, project, self.config.ci.stale_after, out=self.write, keep=self.ci_namespace
             )
+            self._collect_cluster_scoped_leftovers(kube)
             ci.create_namespace(kube, self.ci_namespace, project)
         except KubeError as e:
             # The sync that follows meets the same cluster and reports it in its own words.
             self.write(f"devloop: CI namespace {self.ci_namespace}: {e}")
+
+    def _collect_cluster_scoped_leftovers(self, kube: Any) -> None:
+        """Remove cluster-scoped objects that a Helm release of an earlier CI run left
+        behind (its `devloop-<hex>` namespace is gone): they would make this run's
+        `helm upgrade --install` fail on ownership. Objects of a live namespace are kept
+        (another run is using them) and Helm's error then names them."""
+        from pytest_devloop.cluster.kube import KubeError
+
+        releases = {c.name for c in self.config.charts} if self.config else set()
+        ns_res = kube.resource("v1", "Namespace")
+        for api_version, kind in _LEFTOVER_KINDS:
+            res = kube.resource(api_version, kind)
+            if res is None or ns_res is None:
+                continue
+            try:
+                items = kube.list(res)
+            except KubeError:
+                continue
+            for obj in items:
+                meta = obj.get("metadata") or {}
+                notes = meta.get("annotations") or {}
+                owner_ns = str(notes.get("meta.helm.sh/release-namespace") or "")
+                release = str(notes.get("meta.helm.sh/release-name") or "")
+                if not re.fullmatch(r"devloop-[0-9a-f]{6}", owner_ns) or release not in releases:
+                    continue
+                if owner_ns == self.ci_namespace or kube.get(ns_res, None, owner_ns) is not None:
+                    continue
+                name = str(meta.get("name"))
+                with contextlib.suppress(KubeError):
+                    kube.delete(res, None, name)
+                    self.write(
+                        f"devloop: CI: removed {kind}/{name}, left by release {release} of an "
+                        f"earlier CI run (namespace {owner_ns} is gone)"
+                    )
 
     def teardown(self, *, wait: float = 60.0) -> None:
         """Delete the CI namespace and what the run created outside it (always, once).
@@ -599,6 +636,19 @@ class TestRun:
             self.write("devloop: teardown left: " + ", ".join(leftovers))
         else:
             self.write(f"devloop: CI teardown: namespace {self.ci_namespace} deleted")
+
+
+# Cluster-scoped kinds a chart commonly creates and Helm refuses to adopt from another
+# release. CRDs are not among them: deleting one deletes every object of its kind.
+_LEFTOVER_KINDS = (
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+    ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"),
+    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"),
+    ("scheduling.k8s.io/v1", "PriorityClass"),
+    ("networking.k8s.io/v1", "IngressClass"),
+    ("storage.k8s.io/v1", "StorageClass"),
+)
 
 
 def _created_at(obj: dict[str, Any] | None) -> float | None:
