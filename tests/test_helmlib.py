@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,8 @@ def test_find_prefers_the_cli_and_falls_back_to_the_library(
     monkeypatch.setenv("DEVLOOP_HELM_BACKEND", "inprocess")
     both = HelmTool.find(start=tmp_path)
     assert both.executable == str(empty / "helm") and both.library is not None
+    # Both renderers' versions, so that fingerprints change when either does.
+    assert re.fullmatch(r"v4\.\d+\.\d+ \(in-process v4\.\d+\.\d+\)", both.version)
     monkeypatch.setenv("DEVLOOP_HELM_BACKEND", "cli")
     assert HelmTool.find(start=tmp_path).library is None
     monkeypatch.setenv("DEVLOOP_HELM_BACKEND", "fast")

@@ -743,9 +743,12 @@ class HelmTool:
 
     @cached_property
     def version(self) -> str:
-        """Helm's version, e.g. `v3.17.2` (asked once; the in-process Helm's without a CLI)."""
+        """Helm's version, e.g. `v3.17.2` (asked once; the in-process Helm's without a CLI,
+        and both when both render: fingerprints then change with either)."""
         if not self.executable and self.library is not None:
             return self.library.version
+        if self.library is not None:
+            return f"{HelmTool(self.executable).version} (in-process {self.library.version})"
         proc = self.run(["version", "--template", "{{.Version}}"], timeout=30)
         text = proc.stdout.strip()
         if proc.returncode != 0 or not text.startswith("v"):
