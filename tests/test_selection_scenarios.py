@@ -257,33 +257,6 @@ def test_outcomes_are_recorded_as_pytest_reports_them_and_a_failed_sync_is_an_er
     assert again.ret == 0, again
 
 
-def test_helm_path_runs_every_test_that_reads_the_release(shop: Project) -> None:
-    config = shop.path / "devloop.yaml"
-    original = config.read_text()
-    # Names of its own: Helm does not adopt what devloop applied.
-    config.write_text(
-        original.replace("    namespace: shop\n", "    namespace: shop-helm\n    deployer: helm\n")
-    )
-    shop.edit("charts/shop/templates/config.yaml", "name: shop-reader", "name: shop-reader-helm")
-    try:
-        first = shop.pytest()
-        assert first.ret == 0, first
-        shop.edit(VALUES, "replicas: 2", "replicas: 3")
-        try:
-            run = shop.affected()
-        finally:
-            shop.edit(VALUES, "replicas: 3", "replicas: 2")
-    finally:
-        config.write_text(original)
-        shop.edit("charts/shop/templates/config.yaml", "shop-reader-helm", "shop-reader")
-    assert run.ret == 0, run
-    # Every test reading an object of the release runs; the namespace test reads none,
-    # the role test reads the ClusterRole of the earlier per-object release.
-    assert run.ran() == ALL - {NSTEST, ROLE}, run
-    assert "helm upgrade --install shop ran" in run.header(), run
-    assert "every test that reads shop runs" in run.header(), run
-
-
 def test_explain_names_the_nearest_change_a_skipped_test_was_compared_against(
     shop: Project,
 ) -> None:
@@ -313,6 +286,56 @@ def test_header_names_the_file_that_caused_each_change(shop: Project) -> None:
     assert m.header.startswith(
         f"devloop: 1 of 9 tests affected by {template} → ClusterRole/shop-reader (rules"
     ), m.run
+
+
+def test_helm_path_runs_every_test_that_reads_the_release_and_restores_its_drift(
+    shop: Project,
+) -> None:
+    # Last of the tests on the module's project: the release moves to the Helm path.
+    config = shop.path / "devloop.yaml"
+    original = config.read_text()
+    # Names of its own: Helm does not adopt what devloop applied.
+    config.write_text(
+        original.replace("    namespace: shop\n", "    namespace: shop-helm\n    deployer: helm\n")
+    )
+    shop.edit("charts/shop/templates/config.yaml", "name: shop-reader", "name: shop-reader-helm")
+    first = shop.pytest()
+    assert first.ret == 0, first
+    shop.edit(VALUES, "replicas: 2", "replicas: 3")
+    run = shop.affected()
+    assert run.ret == 0, run
+    # Every test reading an object of the release runs; the namespace test reads none,
+    # the role test reads the ClusterRole of the earlier per-object release.
+    assert run.ran() == ALL - {NSTEST, ROLE}, run
+    assert "helm upgrade --install shop ran" in run.header(), run
+    assert "every test that reads shop runs" in run.header(), run
+
+    # Drift of a Helm-path release is reported and restored.
+    from kubernetes import client
+    from kubernetes import config as kubeconfig
+
+    api = kubeconfig.new_client_from_config(
+        config_file=str(shop.path / ".devloop" / "embedded" / "kubeconfig")
+    )
+    apps = client.AppsV1Api(api)
+    apps.delete_namespaced_deployment("shop-v1", "shop-helm")
+    drift = shop.affected()
+    assert drift.ret == 0, drift
+    drift.stdout.fnmatch_lines(
+        ["devloop: shop: helm upgrade --install (drift corrected: Deployment/shop-v1 deleted)*"]
+    )
+    assert REPLICAS in drift.ran(), drift
+    assert apps.read_namespaced_deployment("shop-v1", "shop-helm").spec.replicas == 3
+
+    # `rendered` is the same in dev and static mode for a Helm-path chart.
+    (shop.path / "tests" / "test_rendered.py").write_text(
+        "def test_rendered_replicas(rendered):\n"
+        '    assert rendered.get("Deployment", "shop-v1")["spec"]["replicas"] == 3\n'
+        '    assert rendered.get("ClusterRole", "shop-reader-helm")["rules"]\n'
+    )
+    for args in ([], ["--devloop-static"]):
+        same = shop.pytest("tests/test_rendered.py", *args)
+        assert same.outcomes() == {"tests/test_rendered.py::test_rendered_replicas": "PASSED"}, same
 
 
 # -- CI mode on one cluster, twice -------------------------------------------------------------

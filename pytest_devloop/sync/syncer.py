@@ -1491,6 +1491,19 @@ class Syncer:
         inputs did not change runs no Helm command at all."""
         record = records.get(entry.name)
         why = "deployer: helm"
+        drifted: list[tuple[str, str]] = []
+        if unchanged:
+            assert record is not None
+            drifted = self._helm_drift(entry.name, record)
+            if drifted:
+                # Helm's upgrade restores what its release holds (deleted objects are
+                # created again, edited fields merged back), as a per-object sync would.
+                unchanged = False
+                why = (
+                    "drift corrected: "
+                    + ", ".join(f"{short_name(k)} {w}" for k, w in drifted[:3])
+                    + (f" +{len(drifted) - 3}" if len(drifted) > 3 else "")
+                )
         if unchanged:
             assert record is not None
             res.desired = {k: r.applied for k, r in record.objects.items()}
@@ -1529,6 +1542,8 @@ class Syncer:
                 updated.append(f"{short_name(key)}: {', '.join(paths[:3])}")
         for h in hooks:
             new_record.hooks[object_key(h.obj)] = planning.digest(h.obj)
+        seen = {k for k, _ in res.changed}
+        res.changed += [(k, ["drift"]) for k, _ in drifted if k not in seen]
         gone = (
             {k: r.applied for k, r in record.objects.items() if k not in desired} if record else {}
         )
@@ -1547,6 +1562,19 @@ class Syncer:
             f"{removed} removed, {unchanged_count} unchanged"
             + (f", {len(hooks)} hooks run by helm" if hooks else "")
         )
+
+    def _helm_drift(self, artifact: str, record: ArtifactRecord) -> list[tuple[str, str]]:
+        """Objects of a Helm release that were deleted or edited since the last sync."""
+        recorded = {k: Recorded(r.digest, r.applied, r.observed) for k, r in record.objects.items()}
+        live = self._live(artifact, recorded, {}, labelled=False)
+        out: list[tuple[str, str]] = []
+        for key, rec in sorted(record.objects.items()):
+            current = live.get(key)
+            if current is None:
+                out.append((key, "deleted"))
+            elif rec.observed is not None and project(rec.applied, current) != rec.observed:
+                out.append((key, "edited"))
+        return out
 
     def _helm_release_objects(self, entry: ChartRelease, namespace: str) -> list[DesiredObject]:
         """The release's objects and hooks as Helm recorded them."""
