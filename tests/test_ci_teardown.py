@@ -220,22 +220,27 @@ def test_sigterm_to_the_xdist_controller_leaves_no_namespace(
 def test_timeout_sigterm_leaves_no_namespace(
     cluster: EmbeddedCluster, kube: Kube, project: Path, workers: list[str]
 ) -> None:
-    # Whenever `timeout` fires (during the sync or the blocking test), nothing remains.
     timeout = shutil.which("timeout")
     if timeout is None:
         pytest.skip("coreutils timeout is not installed")
-    proc = subprocess.run(
-        # `timeout` signals its whole process group: the xdist workers too.
-        [timeout, "-s", "TERM", "20", *pytest_argv(*(workers or ["-p", "no:xdist"]))],
+    # `timeout` under a limit the run never reaches by itself; once the test runs, its
+    # SIGALRM is sent by hand: that is how `timeout` expires, and it then sends TERM to
+    # the command and to its whole process group (the xdist workers too).
+    proc = subprocess.Popen(
+        [timeout, "-s", "TERM", "600", *pytest_argv(*(workers or ["-p", "no:xdist"]))],
         cwd=project,
         env=env(cluster, project),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=180,
-        check=False,
     )
-    out = proc.stdout + proc.stderr
-    assert (project / "gate").exists(), out
+    wait_for(project / "gate", proc)
+    assert len(ci_namespaces(kube)) == 1
+
+    proc.send_signal(signal.SIGALRM)
+    out, _ = proc.communicate(timeout=180)
+
+    assert proc.returncode == 124, out  # timeout's "timed out"
     assert "devloop: CI teardown: namespace devloop-" in out, out
     assert ci_namespaces(kube) == {}
 
