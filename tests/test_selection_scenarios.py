@@ -338,6 +338,34 @@ def test_helm_path_runs_every_test_that_reads_the_release_and_restores_its_drift
         assert same.outcomes() == {"tests/test_rendered.py::test_rendered_replicas": "PASSED"}, same
 
 
+def test_a_skaffold_release_with_its_own_namespace_is_the_default_of_cluster_reads(
+    tmp_path: Path, tool: Callable[[str], str]
+) -> None:
+    project = make_project(tmp_path, tool("helm4"))
+    (project.path / "devloop.yaml").unlink()
+    (project.path / "skaffold.yaml").write_text(
+        "apiVersion: skaffold/v4beta11\n"
+        "kind: Config\n"
+        "manifests:\n"
+        "  rawYaml: [crds/monitoring-servicemonitor.yaml]\n"
+        "  helm:\n"
+        "    releases:\n"
+        "      - name: shop\n"
+        "        chartPath: charts/shop\n"
+        "        namespace: shop-sk\n"
+        "        createNamespace: true\n"
+        "        valuesFiles: [charts/shop/values.yaml]\n"
+    )
+    try:
+        for ci in (False, True):
+            run = project.pytest("tests/test_cluster_scoped.py", "tests/test_shop.py", ci=ci)
+            assert run.ret == 0, run
+            assert run.outcomes()[NSTEST] == "PASSED", run
+            assert run.outcomes()[V2SVC] == "PASSED", run
+    finally:
+        project.stop()
+
+
 # -- CI mode on one cluster, twice -------------------------------------------------------------
 
 
