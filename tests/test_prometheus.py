@@ -235,8 +235,17 @@ def test_wrong_port_name_fails_listing_the_discovered_targets(env: Env, prom: Pr
 def test_a_config_prometheus_rejects_names_the_monitor(
     env: Env, prom: Prometheus, embedded: EmbeddedPrometheus
 ) -> None:
-    env.apply(monitor(interval="15 seconds"))
+    # The example's CRD refuses such a duration at the API (as a real server does); an older
+    # CRD without the duration pattern lets it through to Prometheus, which rejects it.
+    crd = yaml.safe_load(CRD.read_text())
+    lenient = yaml.safe_load(
+        CRD.read_text().replace("pattern: ^(0|", "x-devloop-was-pattern: ^(0|")
+    )
+    for version in lenient["spec"]["versions"]:
+        _drop_key(version, "x-devloop-was-pattern")
+    env.apply(lenient)
     try:
+        env.apply(monitor(interval="15 seconds"))
         with pytest.raises(PrometheusConfigRejected) as info:
             prom.targets()
         message = str(info.value)
@@ -244,7 +253,18 @@ def test_a_config_prometheus_rejects_names_the_monitor(
         assert "15 seconds" in message or "duration" in message
     finally:
         env.apply(monitor())
+        env.apply(crd)
     prom.wait_for_targets(job=JOB, count=1, timeout=40)
+
+
+def _drop_key(node: Any, key: str) -> None:
+    if isinstance(node, dict):
+        node.pop(key, None)
+        for value in node.values():
+            _drop_key(value, key)
+    elif isinstance(node, list):
+        for value in node:
+            _drop_key(value, key)
 
 
 @needs_prometheus
