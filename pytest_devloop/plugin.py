@@ -251,6 +251,8 @@ class _XdistHooks:
             run.records.update(payload.get("records", {}))
             if payload.get("note") and not run.selection_note:
                 run.selection_note = payload["note"]
+            if payload.get("nothing_affected"):
+                run.nothing_affected = True
             if payload.get("explain") and not run.explain_lines:
                 run.explain_lines = payload["explain"]
 
@@ -365,9 +367,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         from pytest_devloop.run.testrun import WORKER_RECORDS
 
         config.workeroutput[WORKER_RECORDS] = json.dumps(  # type: ignore[attr-defined]
-            {"records": run.records, "note": run.selection_note, "explain": run.explain_lines}
+            {
+                "records": run.records,
+                "note": run.selection_note,
+                "explain": run.explain_lines,
+                "nothing_affected": run.nothing_affected,
+            }
         )
         return
+    if run.nothing_affected and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        # Every test deselected by devloop: nothing to run is a green run, not pytest's 5.
+        session.exitstatus = pytest.ExitCode.OK
     try:
         run.save_records(run.records)
     finally:

@@ -95,6 +95,7 @@ class TestRun:
         self._file_digests: dict[str, str] = {}
         self.decisions: list[Any] = []
         self.selection_note: str | None = None
+        self.nothing_affected = False  # --devloop-affected deselected every test
         self.explain_lines: list[str] = []
         self.impact: Any = None  # selection.impact.Impact of this run's selection
         if self.is_worker:
@@ -450,6 +451,20 @@ class TestRun:
         selected = [i for i in items if i.nodeid in run]
         deselected = [i for i in items if i.nodeid not in run]
         self.selection_note = impact.summary(self.decisions, changes.describe(cs))
+        if deselected and not selected:
+            # pytest would exit 5 ("no tests collected"); the suite is green as far as
+            # devloop knows, so the session exits 0 and the header says what it knows.
+            self.nothing_affected = True
+            passed = sum(
+                1
+                for i in deselected
+                if (records.get(i.nodeid) or {}).get("outcome") in ("passed", "xfailed")
+            )
+            self.selection_note = (
+                f"devloop: nothing affected; {passed} tests passed last time"
+                + ("" if passed == len(deselected) else f" (of {len(deselected)})")
+                + " (run all with: pytest without --devloop-affected)"
+            )
         return selected, deselected
 
     def explain(self) -> list[str]:
