@@ -549,7 +549,9 @@ def test_watch_timeout_seconds_closes_stream(cluster: EmbeddedCluster, namespace
         try:
             with Conn(cluster) as conn:
                 t0 = time.monotonic()
-                resp = conn.send("GET", cm_path(namespace, watch="1", timeoutSeconds="1", **query, **OURS))
+                resp = conn.send(
+                    "GET", cm_path(namespace, watch="1", timeoutSeconds="1", **query, **OURS)
+                )
                 assert resp.status == 200
                 assert [e["type"] for e in events(resp)] in ([], ["BOOKMARK"])
                 durations[label] = time.monotonic() - t0
