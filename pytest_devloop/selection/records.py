@@ -9,10 +9,10 @@ The format, as the impact module reads it:
 
 - `objects`: object key (`plan.object_key`: `group/Kind/namespace/name`) -> the field
   paths read, or None for "the whole object". Paths are rendered like
-  `embedded.apply.dotted_path` renders changed paths (`spec.replicas`,
+  `k8s.apply.dotted_path` renders changed paths (`spec.replicas`,
   `metadata.labels["app.kubernetes.io/name"]`, `spec.template.spec.containers`), so a
   read meets a change when one path is a prefix of the other at a `.` or `[` boundary
-  (`paths_meet`). An empty list means the test saw the object exist and read nothing in
+  (`impact.paths_intersect`). An empty list means the test saw the object exist and read nothing in
   it: only its creation or deletion meets it. Paths are minimal: a path whose ancestor
   is also recorded is dropped.
 - `lists`: the collections read (`ListRead`), by `group/Kind`, namespace (None: every
@@ -47,7 +47,6 @@ __all__ = [
     "TestRecord",
     "minimal_paths",
     "normalize_selector",
-    "paths_meet",
     "selector_matches",
 ]
 
@@ -75,20 +74,6 @@ class ListRead:
     group_kind: str
     namespace: str | None
     selector: str = ""
-
-    def covers(self, key: str, labels: Mapping[str, str] | None) -> bool:
-        """Would the object with this key and these labels be in the collection?
-
-        Conservative: an unparsable selector, or unknown labels (None), count as a match.
-        """
-        group, kind, namespace, _ = key.split("/", 3)
-        if self.group_kind.removeprefix(RENDERED) not in (ANY_KIND, f"{group}/{kind}"):
-            return False
-        if self.namespace is not None and namespace and self.namespace != namespace:
-            return False
-        if labels is None:
-            return True
-        return selector_matches(self.selector, labels)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -312,18 +297,6 @@ def minimal_paths(paths: Iterable[str]) -> list[str]:
     """Sorted paths without those whose ancestor is present (`spec` covers `spec.replicas`)."""
     unique = set(paths)
     return sorted(p for p in unique if not any(q in unique for q in _boundaries(p)))
-
-
-def paths_meet(read: str, changed: str) -> bool:
-    """Does a change at `changed` touch what was read at `read` (or the reverse)?
-
-    True when one is the other or an ancestor of it; `spec.template.spec.containers`
-    meets `spec.template.spec.containers[name=app].image` and `spec` meets it too.
-    """
-    if read == changed:
-        return True
-    short, long = (read, changed) if len(read) < len(changed) else (changed, read)
-    return long.startswith(short) and long[len(short)] in ".["
 
 
 # -- label selectors --------------------------------------------------------------------------
