@@ -284,6 +284,16 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     return 0 if result.ok else 1
 
 
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    """`devloop: mode dev, cluster embedded (https://127.0.0.1:...), config devloop.yaml,
+    selection on (...)` under pytest's own header, as testmon and xdist print theirs."""
+    if not _active(config) or hasattr(config, "workerinput"):
+        return None
+    from pytest_devloop.run.header import header_line
+
+    return [header_line(_run(config))]
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     # tryfirst: under xdist the controller must have synced before its workers start.

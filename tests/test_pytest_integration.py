@@ -323,7 +323,24 @@ def test_nothing_changed_runs_nothing_and_exits_0(example: Project) -> None:
     # pytest's 5 ("no tests collected") would be an error to scripts and editors.
     assert run.ret == 0, run
     run.stdout.fnmatch_lines(
-        ["devloop: nothing affected; 12 tests passed last time (run all with:*", "*12 deselected*"]
+        [
+            # The report header, under pytest's own (pytest_report_header).
+            "devloop: mode dev, cluster * (https://127.0.0.1:*), config devloop.yaml, "
+            "selection on (--devloop-affected*)",
+            "devloop: nothing affected; 12 tests passed last time (run all with:*",
+            "*12 deselected*",
+        ]
+    )
+
+
+def test_report_header_says_why_selection_is_off(example: Project) -> None:
+    run = example.pytest("-k", "replica", "--devloop-affected", "--devloop-static")
+
+    run.stdout.fnmatch_lines(
+        [
+            "devloop: mode static, no cluster (rendered objects only), config devloop.yaml, "
+            "selection off (-k was given)"
+        ]
     )
 
 
