@@ -1560,19 +1560,20 @@ def table_json(
     version: str = "",
     list_meta: dict[str, Any] | None = None,
     now: float | None = None,
+    headers: bool = True,
 ) -> bytes:
     """`table(...)` encoded as JSON; rows are encoded once per stored object version."""
     columns, printer = printer_for(key, crd, version)
     moment = time.time() if now is None else now
     include = include_object or "PartialObjectMetadata"
-    head = _dumps(
-        {
-            "kind": "Table",
-            "apiVersion": f"meta.k8s.io/{table_version}",
-            "metadata": dict(list_meta or {}),
-            "columnDefinitions": column_definitions(columns),
-        }
-    )
+    head_doc: Obj = {
+        "kind": "Table",
+        "apiVersion": f"meta.k8s.io/{table_version}",
+        "metadata": dict(list_meta or {}),
+    }
+    if headers:
+        head_doc["columnDefinitions"] = column_definitions(columns)
+    head = _dumps(head_doc)
     crd_version = (crd.get("metadata") or {}).get("resourceVersion", "") if crd else ""
     tag = f"{key}/{version}/{crd_version}/{include}/{table_version}"
     rows = []

@@ -99,6 +99,7 @@ class Request:
         self.user_agent = ""
         self.body = b""
         self.identity: authn.Identity = authn.ADMIN
+        self.table_headers_sent = False  # a Table watch sends its columns once
         # `Warning` headers of the answer (unknown fields under fieldValidation=Warn, ...).
         self.warnings: list[str] = []
 
@@ -1483,7 +1484,7 @@ class Handler(BaseHTTPRequestHandler):
                     item = watcher.events.get_nowait()
                     if item is None:
                         return
-                    self.chunk(self.event_line(item[0], item[1], api_version, rt))
+                    self.chunk(self.event_line(item[0], item[1], api_version, rt, req))
                 self.chunk(
                     dumps(
                         {
@@ -1538,15 +1539,32 @@ class Handler(BaseHTTPRequestHandler):
                 if item is None:
                     break
                 last_rv = int(meta(item[1]).get("resourceVersion") or last_rv)
-                self.chunk(self.event_line(item[0], item[1], api_version, rt))
+                self.chunk(self.event_line(item[0], item[1], api_version, rt, req))
             self.end_chunks()
         except (BrokenPipeError, ConnectionResetError, OSError):
             self.close_connection = True
         finally:
             api.store.stop_watch(watcher)
 
-    def event_line(self, kind: str, obj: Obj, api_version: str, rt: ResourceType) -> bytes:
-        if obj.get("apiVersion") != api_version or obj.get("kind") != rt.kind:
+    def event_line(
+        self, kind: str, obj: Obj, api_version: str, rt: ResourceType, req: Request | None = None
+    ) -> bytes:
+        table_version = printers.wants_table(req.accept) if req is not None else None
+        if req is not None and table_version:
+            # `kubectl get -w`: each event carries a one-row Table, columns on the first.
+            api = self.server.api
+            data = printers.table_json(
+                rt.key,
+                [api.present(rt, obj, req.version)],
+                table_version=table_version,
+                include_object=req.q("includeObject"),
+                crd=api.crd_of(rt),
+                version=req.version,
+                list_meta={"resourceVersion": str(meta(obj).get("resourceVersion", ""))},
+                headers=not req.table_headers_sent,
+            )
+            req.table_headers_sent = True
+        elif obj.get("apiVersion") != api_version or obj.get("kind") != rt.kind:
             data = dumps(dict(obj, apiVersion=api_version, kind=rt.kind))
         else:
             data = self.server.api.store.encoded(obj)

@@ -615,3 +615,31 @@ def test_compacted_versions_and_field_labels(cluster: EmbeddedCluster, namespace
     assert "field label not supported: spec.containers" in caught.value.body
     secrets = core.list_namespaced_secret(namespace, field_selector="type=Opaque")
     assert secrets.items == []
+
+
+def test_get_watch_prints_table_rows(
+    cluster: EmbeddedCluster, kubectl: Run, namespace: str, tool: Callable[[str], str]
+) -> None:
+    exe = tool("kubectl-1.33")
+    proc = subprocess.Popen(
+        [exe, "--kubeconfig", str(cluster.kubeconfig), "get", "configmaps", "-w", "-n", namespace,
+         "--field-selector", "metadata.name!=kube-root-ca.crt"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        # Create only once the server holds kubectl's watch (an earlier object would come
+        # in the initial list instead).
+        for _ in range(100):
+            if any(w.namespace == namespace for w in list(cluster.store._watchers)):
+                break
+            threading.Event().wait(0.05)
+        kubectl("create", "configmap", "w1", "-n", namespace, "--from-literal=a=b")
+        lines = [proc.stdout.readline(), proc.stdout.readline()]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert cells("".join(lines)) == golden("""
+NAME   DATA   AGE
+w1     1      <age>
+""")
