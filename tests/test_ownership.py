@@ -150,6 +150,9 @@ def test_two_projects_sharing_a_namespace_keep_each_others_objects(
     for root in (a, b, a, b):
         result, _lines = sync(root, cluster, helm)
         assert result.ok, [a.error for a in result.artifacts]
+        # After every sync, both projects' objects are there (B's first sync used to
+        # read A's inventory, named by artifact and namespace only, and prune A's).
+        assert names(k8s, namespace) >= {"a-1", "a-2"}
     assert names(k8s, namespace) == {"a-1", "a-2", "b-1", "b-2"}
     ids = {(tmp_path / p / ".devloop" / "project-id").read_text().strip() for p in "ab"}
     assert len(ids) == 2, "each checkout has an identity of its own"
