@@ -10,8 +10,13 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_devloop import __version__
+
+if TYPE_CHECKING:
+    from pytest_devloop.cluster.session import Options
+    from pytest_devloop.config.model import Config
 
 DEFAULT_CLUSTER_DIR = Path(".devloop") / "embedded"
 
@@ -87,19 +92,21 @@ def _add_sync_options(p: argparse.ArgumentParser, *, plan: bool) -> None:
         default=None,
         help="config file (default: devloop.yaml, else skaffold.yaml)",
     )
-    p.add_argument("--profile", default=None, help="skaffold.yaml profile(s) to apply")
     p.add_argument(
         "--cluster",
         default=None,
         help="provider: embedded, current, kind:<name>, minikube:<profile>, k3d:<name>",
     )
     p.add_argument("--context", default=None, help="kubeconfig context (provider current)")
-    p.add_argument(
-        "--create-cluster",
-        action="store_true",
-        help="create the kind/minikube/k3d cluster when missing",
-    )
     if plan:
+        # status is read-only: it compares with what the last sync applied (its profile
+        # included) and creates no cluster.
+        p.add_argument("--profile", default=None, help="skaffold.yaml profile(s) to apply")
+        p.add_argument(
+            "--create-cluster",
+            action="store_true",
+            help="create the kind/minikube/k3d cluster when missing",
+        )
         p.add_argument("--plan", action="store_true", help="print the plan, apply nothing")
         p.add_argument(
             "--force-conflicts",
@@ -133,13 +140,13 @@ def _sync(args: argparse.Namespace, *, status_only: bool) -> int:
         options = Options(
             rootdir=args.rootdir.resolve(),
             config=args.config,
-            profile=args.profile,
+            profile=getattr(args, "profile", None),
             cluster=args.cluster,
             context=args.context,
-            create_cluster=args.create_cluster,
+            create_cluster=getattr(args, "create_cluster", False),
             force_conflicts=getattr(args, "force_conflicts", False),
             adopt=getattr(args, "adopt", False),
-            prune=parse_prune(getattr(args, "prune", [])),
+            prune=parse_prune(getattr(args, "prune", []), "--prune"),
             mode="ci" if getattr(args, "ci", False) else "dev",
             build=getattr(args, "build", False),
         )
@@ -153,6 +160,8 @@ def _sync(args: argparse.Namespace, *, status_only: bool) -> int:
             return 2
         for warning in config.warnings:
             print(f"devloop: warning: {warning}", file=sys.stderr)
+        if status_only and _no_embedded_cluster(config, options):
+            return 0
         target = target_for(config, options)
     except (ConfigError, ClusterRefused, ClusterUnavailable) as e:
         print(f"devloop: {e}", file=sys.stderr)
@@ -170,6 +179,23 @@ def _sync(args: argparse.Namespace, *, status_only: bool) -> int:
         print(f"devloop: {e}", file=sys.stderr)
         return 2
     return 0 if result.ok else 1
+
+
+def _no_embedded_cluster(config: Config, options: Options) -> bool:
+    """True (and said) when the project's embedded cluster does not run: `status` reads,
+    it never starts one (its objects would all be missing, which is no news)."""
+    if (options.cluster or config.cluster.provider) != "embedded" or options.context:
+        return False
+    from pytest_devloop.embedded import cluster
+
+    folder = config.root / ".devloop" / "embedded"
+    if cluster.running(folder.resolve()) is not None:
+        return False
+    print(
+        f"devloop: no embedded cluster running in {folder}: nothing deployed "
+        "(devloop sync or pytest starts one)"
+    )
+    return True
 
 
 def _gc(args: argparse.Namespace) -> int:

@@ -35,7 +35,8 @@ class Options:
     build: bool = False
 
 
-def parse_prune(values: list[str]) -> list[str]:
+def parse_prune(values: list[str], option: str = "--devloop-prune") -> list[str]:
+    """Kinds to prune from `values`; an error names `option`, the flag the user typed."""
     out: list[str] = []
     for value in values:
         for raw in value.split(","):
@@ -44,9 +45,9 @@ def parse_prune(values: list[str]) -> list[str]:
                 continue
             if part not in PRUNE_KINDS:
                 raise ConfigError(
-                    Path("--devloop-prune"),
+                    Path(option),
                     part,
-                    f"--devloop-prune: unknown kind {part!r}; use one or more of {', '.join(PRUNE_KINDS)}",
+                    f"{option}: unknown kind {part!r}; use one or more of {', '.join(PRUNE_KINDS)}",
                 )
             out.append(part)
     return out
