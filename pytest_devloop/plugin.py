@@ -178,6 +178,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=argparse.SUPPRESS,  # watch mode hands its sync to the test process
     )
     group.addoption(
+        "--devloop-results-file",
+        default=None,
+        help=argparse.SUPPRESS,  # the test process hands its outcomes to the watch (JSON)
+    )
+    group.addoption(
         "--devloop-plan",
         action="store_true",
         default=False,
@@ -228,6 +233,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "devloop(depends_on=[...], always=False): dependencies devloop cannot see "
         "('Deployment/name', 'chart:<release>', 'image:<name>'), or always run the test",
     )
+    results = config.getoption("devloop_results_file", None)
+    if results and not hasattr(config, "workerinput"):
+        from pytest_devloop.run.results import ResultsWriter
+
+        config.pluginmanager.register(ResultsWriter(config, Path(results)), "devloop-results")
     if _active(config) and config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "devloop-xdist")
 

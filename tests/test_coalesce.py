@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pytest_devloop.watch.coalesce import Coalescer
-from pytest_devloop.watch.loop import args_for_test_process, ignored, parse_output
+from pytest_devloop.watch.loop import args_for_test_process, ignored, outcome_of
 
 
 class FakeClock:
@@ -133,16 +135,24 @@ def test_the_watch_options_are_not_passed_to_the_test_process() -> None:
     assert args_for_test_process(args) == ["-x", "tests/"]
 
 
-def test_results_are_read_from_the_test_process_output() -> None:
-    out = parse_output(
-        "devloop: 2 of 12 tests affected by sms-checker → Deployment/a (spec.replicas)\n"
-        "FAILED tests/test_a.py::test_one - assert 1 == 2\n"
-        "=========== 1 failed, 1 passed, 10 deselected in 0.31s ===========\n",
-        1,
-    )
-    assert out.counts == {"failed": 1, "passed": 1, "deselected": 10}
-    assert out.failed == ["tests/test_a.py::test_one"]
-    assert out.header == [
-        "devloop: 2 of 12 tests affected by sms-checker → Deployment/a (spec.replicas)"
-    ]
-    assert out.summary_line == "1 failed, 1 passed, 10 deselected in 0.31s"
+def test_results_are_read_from_the_test_process_json_not_its_text(tmp_path: Path) -> None:
+    data = {
+        "exitstatus": 1,
+        "tests": {
+            "tests/test_a.py::test_one": {"outcome": "failed", "duration": 0.1},
+            "tests/test_a.py::test_two": {"outcome": "passed", "duration": 0.2},
+            "tests/test_b.py::test_three": {"outcome": "error", "duration": 0.0},
+        },
+        "counts": {"failed": 1, "passed": 1, "errors": 1, "deselected": 10},
+        "seconds": 0.31,
+        "notes": ["devloop: 3 of 13 tests affected by sms-checker → Deployment/a (spec.replicas)"],
+    }
+    # The text says nothing a regex could use (-q, no -r): the JSON is what counts.
+    out = outcome_of(data, "F.E\n", 1, tmp_path, tmp_path / "tests")
+
+    assert out.counts == {"failed": 1, "passed": 1, "errors": 1, "deselected": 10}
+    assert out.failed == ["test_a.py::test_one", "test_b.py::test_three"]
+    assert out.header == data["notes"]
+    assert out.summary_line == "1 failed, 1 passed, 10 deselected, 1 error in 0.31s"
+    nothing = outcome_of({"counts": {"deselected": 12}, "seconds": 0.05}, "", 0, tmp_path, tmp_path)
+    assert nothing.summary_line == "no tests ran, 12 deselected in 0.05s"

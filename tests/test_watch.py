@@ -470,7 +470,9 @@ def test_keys_in_a_terminal_rerun_all_failed_and_quit(project: Path) -> None:
         os.chdir(project.parent)
         os.execvpe(
             sys.executable,
-            [sys.executable, "-m", "pytest", "example_project", "--devloop-watch"],
+            # -rs: the short summary names no failed test; `f` must still find it (the
+            # watch reads the test process's JSON results, not its terminal text).
+            [sys.executable, "-m", "pytest", "example_project", "--devloop-watch", "-rs"],
             env,
         )
     buf = ""
@@ -493,13 +495,17 @@ def test_keys_in_a_terminal_rerun_all_failed_and_quit(project: Path) -> None:
 
     try:
         assert "Enter re-runs, a runs all, f the failed, q quits" in wait(r"q quits\)")
-        wait(r"devloop: time:", timeout=60)
+        first = wait(r"devloop: time:", timeout=60)
+        # The fork server's warm-up imports are not the user's: no assertion-rewrite warning.
+        assert re.search(r"devloop: tests: 12 passed in [\d.]+s\r?\n", first), first
+        assert "PytestAssertRewriteWarning" not in first
         routing = project / "tests" / "test_routing.py"
         routing.write_text(
             routing.read_text() + "\n\ndef test_broken_on_purpose():\n    assert False\n"
         )
         block = wait(r"devloop: time:[^\n]*\n")
         assert "1 failed" in block
+        assert "FAILED" not in block  # -rs: pytest's text does not name it
         os.write(fd, b"f")
         block = wait(r"cycle \d+: failed tests \(f\)[\s\S]*?devloop: time:[^\n]*\n")
         assert re.search(r"devloop: tests: 1 failed in", block), block

@@ -155,7 +155,11 @@ def _child(request: dict[str, Any]) -> None:
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
         import pytest
 
-        rc = int(pytest.main(list(request["args"])))
+        # Every module already imported here was imported by the server's warm-up, not by
+        # the user (whose modules the child imports afresh): pytest's "cannot be rewritten"
+        # warnings about them are the server's doing, so the child does not report them.
+        quiet = "ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning"
+        rc = int(pytest.main(["-W", quiet, *request["args"]]))
     except BaseException as e:
         try:
             sys.stderr.write(f"devloop: the test process failed: {e!r}\n")

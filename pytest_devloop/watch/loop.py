@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import queue
-import re
 import signal
 import subprocess
 import sys
@@ -45,9 +44,6 @@ WATCH_ONLY = {
     "--devloop-quiet-period": True,
     "--devloop-max-wait": True,
 }
-RESULT_RE = re.compile(
-    r"(\d+) (passed|failed|errors?|skipped|deselected|xfailed|xpassed|warnings?)"
-)
 
 
 def ignored(path: str) -> bool:
@@ -93,22 +89,23 @@ class RunOutcome:
     summary_line: str
 
 
-def parse_output(text: str, rc: int) -> RunOutcome:
-    lines = text.splitlines()
-    header = [ln for ln in lines if ln.startswith("devloop:")]
-    failed = [ln.split()[1] for ln in lines if ln.startswith(("FAILED ", "ERROR ")) and "::" in ln]
-    counts: dict[str, int] = {}
-    summary_line = ""
-    for ln in reversed(lines):
-        if re.search(r" in [\d.]+s", ln) and RESULT_RE.search(ln):
-            summary_line = ln.strip("= ")
-            for n, word in RESULT_RE.findall(ln):
-                counts[{"error": "errors", "warning": "warnings"}.get(word, word)] = int(n)
-            break
-        if "no tests ran" in ln:
-            summary_line = ln.strip("= ")
-            break
-    return RunOutcome(rc, counts, header, failed, text, summary_line)
+def outcome_of(
+    data: dict[str, Any] | None, text: str, rc: int, rootdir: Path, cwd: Path
+) -> RunOutcome:
+    """A cycle's test results from the JSON the test process wrote (`run.results`), never
+    from its terminal text, which `-r`, `-q`, `-v` and plugins reshape. Failed ids are made
+    relative to the folder the test process runs in, as pytest takes them as arguments."""
+    from pytest_devloop.run import results
+
+    if data is None:
+        return RunOutcome(rc, {}, [], [], text, "")
+    failed = []
+    for nodeid in results.failed_ids(data):
+        path, sep, rest = nodeid.partition("::")
+        failed.append(os.path.relpath(rootdir / path, cwd) + sep + rest)
+    counts = {k: int(v) for k, v in (data.get("counts") or {}).items() if v}
+    notes = [str(n) for n in data.get("notes") or []]
+    return RunOutcome(rc, counts, notes, failed, text, results.summary_line(data))
 
 
 # -- test process starters ---------------------------------------------------------
@@ -987,6 +984,9 @@ class Watch:
     def _run_tests(self, args: list[str], timings: dict[str, float]) -> RunOutcome:
         assert self.runner is not None
         output = self.tmp / "tests.out"
+        results = self.tmp / "results.json"
+        results.unlink(missing_ok=True)
+        args = [*args, f"--devloop-results-file={results}"]
         t = time.monotonic()
         try:
             rc = self.runner.run(args, self.cwd, output)
@@ -1001,7 +1001,11 @@ class Watch:
             text = output.read_text(errors="replace")
         except OSError:
             text = ""
-        return parse_output(text, rc)
+        try:
+            data = json.loads(results.read_text())
+        except (OSError, ValueError):
+            data = None  # the process died before its session finished
+        return outcome_of(data, text, rc, self.rootdir, self.cwd)
 
     def _reload(self, block: Block) -> bool:
         from pytest_devloop.cluster import session
