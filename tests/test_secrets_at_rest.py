@@ -52,6 +52,11 @@ def test_the_secret_is_there(cluster):
     assert base64.b64decode(secret["data"]["password"]).decode().startswith(("Sup3r", "An0ther"))
 
 
+def test_the_rendered_secret_has_its_value(rendered):
+    password = rendered.get("Secret", "db")["stringData"]["password"]
+    assert password.startswith(("Sup3r", "An0ther")) and len(password) > 20
+
+
 def test_the_settings(cluster):
     assert cluster.get("ConfigMap", "settings")["data"]["mode"] == "fast"
 """
@@ -113,8 +118,15 @@ def test_no_secret_value_under_devloop_and_every_file_private(
     changed = run(project, helm, *pytest_, "--devloop-explain")
     assert changed.returncode == 0, changed.stdout + changed.stderr
     status = run(project, helm, "-m", "pytest_devloop", "status")
+    # Inputs unchanged: the sync knows the Secret only by digests; `rendered` still has
+    # its value.
+    rendered = run(
+        project, helm, *pytest_, "tests/test_app.py::test_the_rendered_secret_has_its_value"
+    )
+    assert rendered.returncode == 0, rendered.stdout + rendered.stderr
+    assert "unchanged" in rendered.stdout + rendered.stderr
 
-    outputs = [first, again, plan, changed, status]
+    outputs = [first, again, plan, changed, status, rendered]
     for proc in outputs:
         for value in (VALUE, NEW_VALUE):
             for form in forms(value):

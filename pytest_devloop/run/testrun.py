@@ -289,6 +289,7 @@ class TestRun:
             pytest.fail("devloop: no devloop.yaml or skaffold.yaml", pytrace=False)
         if self.summary is not None and self.mode != "static":
             objects = self.summary.desired
+            objects = self._with_secret_values(objects)
         else:
             from pytest_devloop.artifacts.render import RenderError
             from pytest_devloop.sync.syncer import render_static
@@ -299,6 +300,24 @@ class TestRun:
             except RenderError as e:
                 pytest.fail(f"devloop: {e}", pytrace=False)
         return Rendered(list(objects.items()), self.recorder)
+
+    def _with_secret_values(self, objects: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """A sync with unchanged inputs knows a Secret only as recorded: values as digests
+        (nothing of a Secret's values is kept at rest). Such Secrets are rendered again
+        here, without the cluster, for the `rendered` view."""
+        from pytest_devloop.sync.ownership import is_redacted
+
+        redacted = [k for k, o in objects.items() if o.get("kind") == "Secret" and is_redacted(o)]
+        if not redacted or self.config is None:
+            return objects
+        from pytest_devloop.artifacts.render import RenderError
+        from pytest_devloop.sync.syncer import render_static
+
+        try:
+            fresh = render_static(self.config)
+        except RenderError as e:
+            pytest.fail(f"devloop: {e}", pytrace=False)
+        return {**objects, **{k: fresh[k] for k in redacted if k in fresh}}
 
     # -- records --------------------------------------------------------------------
 
