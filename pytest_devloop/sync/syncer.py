@@ -939,14 +939,23 @@ class Syncer:
                 return render(None)
             # `lookup` sees live objects only in a render against the cluster.
             access = ClusterAccess(self.target.kubeconfig, self.target.context)
-            try:
-                return render_live(access)
-            except RenderError as e:
-                if "resource mapping not found" not in str(e):
-                    raise
             # Helm maps each rendered object to a served kind, and the chart's own CRDs
             # are not served before its first install: install them first, as Helm does.
-            offline = render(None)
+            # On a first sync a client-side render (a tenth of a render against the
+            # cluster) tells whether any is missing; later, Helm's refusal does.
+            offline: list[DesiredObject] | None = None
+            if record is None:
+                offline = render(None)
+                served = set(api_versions)
+                if not [d for d in offline if _unserved_crd(d.obj, served)]:
+                    return render_live(access)
+            else:
+                try:
+                    return render_live(access)
+                except RenderError as e:
+                    if "resource mapping not found" not in str(e):
+                        raise
+                offline = render(None)
             crds = [d for d in offline if d.obj.get("kind") == "CustomResourceDefinition"]
             if not crds:
                 raise SyncError(
@@ -982,7 +991,17 @@ class Syncer:
             }
             meta.pop("namespace", None)
             obj["metadata"] = meta
-            applied.append(self.kube.apply(res, obj, force=self.force_conflicts))
+            # Same ownership rule as every write: someone else's CRD is not taken over.
+            current = self.kube.get(res, None, str(meta.get("name")))
+            owner = ownership.owner_of(current, self.project, artifact) if current else None
+            if owner is not None and not self.adopt:
+                raise SyncError(
+                    f"CustomResourceDefinition/{meta.get('name')} belongs to {owner}: not "
+                    f"taken over, nothing of it deleted; take it over with "
+                    f"{ownership.ADOPT_HINT}, or rename it in the chart"
+                )
+            force = self.force_conflicts or owner is not None
+            applied.append(self.kube.apply(res, obj, force=force))
         self._wait(artifact, applied)
         self.kube.refresh()
 
@@ -1610,6 +1629,19 @@ class Syncer:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise SyncError(f"helm upgrade --install {entry.name} failed:\n{proc.stderr.strip()}")
+
+
+def _unserved_crd(obj: dict[str, Any], served: set[str]) -> bool:
+    """A CustomResourceDefinition with a served version the cluster does not serve yet."""
+    if obj.get("kind") != "CustomResourceDefinition":
+        return False
+    spec = obj.get("spec") or {}
+    kind = str((spec.get("names") or {}).get("kind"))
+    return any(
+        f"{spec.get('group')}/{v.get('name')}/{kind}" not in served
+        for v in spec.get("versions") or []
+        if isinstance(v, dict) and v.get("served", True)
+    )
 
 
 # Built-in kinds that have no namespace; anything else rendered without a namespace is
