@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 # Per-run state lives in the pytest config's stash, not in private attributes.
 _RUN_KEY = pytest.StashKey["TestRun"]()
 _ACTIVE_KEY = pytest.StashKey[bool]()
+_COLLECT_ERRORS_KEY = pytest.StashKey[list[str]]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -313,6 +314,28 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     _run(config).sync_once()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, Any, Any]:
+    report = yield
+    # Remembered per session: a file that failed to collect invalidates its tests' records.
+    if report.failed and isinstance(collector, pytest.File) and _active(collector.config):
+        collector.config.stash.setdefault(_COLLECT_ERRORS_KEY, []).append(report.nodeid)
+    return report
+
+
+def _invalidate_uncollected(config: pytest.Config, run: TestRun) -> None:
+    """A test file that failed to collect (a syntax error) keeps no record of a clean
+    state: its tests' records get a digest no file has, so after the fix (even back to the
+    very content last recorded) they run instead of being taken as unchanged."""
+    files = config.stash.get(_COLLECT_ERRORS_KEY, [])
+    if not files:
+        return
+    old, _ = run.load_records()
+    for nodeid, record in (old or {}).items():
+        if nodeid.split("::", 1)[0] in files and nodeid not in run.records:
+            run.records[nodeid] = {**record, "file_digest": "collection-error"}
+
+
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
@@ -399,6 +422,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         # Every test deselected by devloop: nothing to run is a green run, not pytest's 5.
         session.exitstatus = pytest.ExitCode.OK
     try:
+        _invalidate_uncollected(config, run)
         run.save_records(run.records)
     finally:
         run.teardown()

@@ -316,6 +316,21 @@ def test_test_file_edit_runs_the_tests_in_that_file(example: Project) -> None:
     )
 
 
+def test_a_fixed_syntax_error_runs_that_files_tests(example: Project) -> None:
+    original = (example.path / "tests/test_routing.py").read_text()
+    example.write("tests/test_routing.py", original + "\ndef broken(:\n")
+    broken = affected(example)
+    assert broken.ret != 0 and "SyntaxError" in broken.text, broken
+
+    # Back to the very content of the last successful record: still, these tests have
+    # not run since the file last failed to collect.
+    example.write("tests/test_routing.py", original)
+    run = affected(example)
+
+    assert run.ret == 0, run
+    assert run.ran() == set(ROUTING), run
+
+
 def test_nothing_changed_runs_nothing_and_exits_0(example: Project) -> None:
     run = affected(example)
 

@@ -525,3 +525,40 @@ def test_keys_in_a_terminal_rerun_all_failed_and_quit(project: Path) -> None:
         except OSError:
             pass
         os.close(fd)
+
+
+def test_writes_to_non_inputs_pass_silently_and_a_log_in_the_project_does_not_loop(
+    project: Path, watch: Callable[..., WatchProcess]
+) -> None:
+    w = watch()
+    first_cycle(w)
+    # The watch's own output kept in the project: each line written is a new event.
+    log = project / "watch.log"
+    for n in range(5):
+        with log.open("a") as f:
+            f.write(f"devloop: nothing changed (watch.log saved, same content) {n}\n")
+        time.sleep(0.1)
+    (project / "notes.txt").write_text("not an input\n")
+    # An input saved with the same content is still worth its line, and the first to come.
+    (project / VALUES).write_text((project / VALUES).read_text())
+    said = w.wait_line(r"^devloop: nothing changed")
+    assert said == "devloop: nothing changed (charts/sms-checker/values.yaml saved, same content)"
+    assert not [ln for ln in w.seen if "watch.log" in ln or "notes.txt" in ln], w.seen
+
+
+def test_a_restarted_watch_says_the_tests_passed_last_time_and_how_to_run_them(
+    project: Path, watch: Callable[..., WatchProcess]
+) -> None:
+    first = watch()
+    first_cycle(first)
+    os.kill(first.proc.pid, signal.SIGINT)  # Ctrl-C: the embedded cluster stays up
+    first.proc.wait(timeout=10)
+
+    block = watch().wait_block(timeout=60)
+
+    line(block, r"^devloop: nothing affected; 12 tests passed last time")
+    line(block, r"^devloop: no test affected; press a to run all of them$")
+    assert line(block, r"^devloop: tests: ").startswith(
+        "devloop: tests: no tests ran, 12 deselected"
+    )
+    assert not [ln for ln in block if "warning" in ln.lower()], block

@@ -795,6 +795,11 @@ class Watch:
                 self.digests[p] = new
         return changed
 
+    def _is_input(self, raw: str) -> bool:
+        assert self.inputs is not None
+        p = Path(raw)
+        return self.inputs.classify(p if p.is_absolute() else p.resolve()) is not None
+
     def _rel(self, p: Path) -> str:
         try:
             return str(p.relative_to(self.rootdir))
@@ -808,8 +813,11 @@ class Watch:
         detect_from = first if first is not None else t0
         changed = self._changed_files(paths) if why == "files" else []
         if why == "files" and not changed and not drift_notes:
-            if paths:
-                self.say(f"devloop: nothing changed ({self._names(paths)} saved, same content)")
+            # Only inputs are worth a line: a write elsewhere (an editor's file, a log of
+            # this very output kept in the project) passes silently, or it would loop.
+            saved = [p for p in paths if self._is_input(p)]
+            if saved:
+                self.say(f"devloop: nothing changed ({self._names(saved)} saved, same content)")
             return
         self.cycle_no += 1
         timings = dict.fromkeys(STEPS, 0.0)
@@ -973,6 +981,10 @@ class Watch:
             args.append("--devloop-affected")
         outcome = self._run_tests(args, timings)
         block.extend(outcome.header)
+        ran = sum(n for k, n in outcome.counts.items() if k not in ("deselected", "warnings"))
+        if not ran and outcome.counts.get("deselected"):
+            # A restarted watch finds nothing affected: say how to run them anyway.
+            block.add("devloop: no test affected; press a to run all of them")
         if outcome.rc not in (0, 1, 5):
             block.add(f"devloop: the test process exited with {outcome.rc}:")
             block.extend(outcome.text.rstrip().splitlines()[-40:])
