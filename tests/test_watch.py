@@ -410,16 +410,16 @@ def test_api_server_stopped_then_back_resyncs_fully(
         timeout=30,
     )
     edit(project / VALUES, "app:\n  replicas: 1", "app:\n  replicas: 2")
-    block = w.wait_block()
-    assert "cannot reach" in line(block, r"sync failed")
-    # The next cycle resolves the cluster again (the embedded one starts anew: a new
-    # identity), and syncs everything to it.
-    edit(project / VALUES, "app:\n  replicas: 2", "app:\n  replicas: 3")
+    # The same cycle resolves the cluster again (the embedded one starts anew: a new
+    # identity), says so, and syncs everything to it.
     block = w.wait_block(timeout=60)
+    said = line(block, r"^devloop: the cluster did not answer")
+    assert "cannot reach" in said and "reconnected to https://127.0.0.1:" in said, said
+    assert not [ln for ln in block if "sync failed" in ln], block
     assert re.search(r"\d+ created", line(block, r"^devloop: sms-checker: "))
     assert "failed" not in line(block, r"^devloop: tests: ")
     dep = get(project, "apps/v1", "Deployment", "sms-checker-app")
-    assert dep is not None and dep["spec"]["replicas"] == 3
+    assert dep is not None and dep["spec"]["replicas"] == 2
 
 
 def test_ctrl_c_exits_within_2s_and_leaves_no_child(
@@ -562,3 +562,21 @@ def test_a_restarted_watch_says_the_tests_passed_last_time_and_how_to_run_them(
         "devloop: tests: no tests ran, 12 deselected"
     )
     assert not [ln for ln in block if "warning" in ln.lower()], block
+
+
+def test_a_deleted_chart_folder_is_named_with_the_fix(
+    project: Path, watch: Callable[..., WatchProcess]
+) -> None:
+    w = watch()
+    first_cycle(w)
+    shutil.rmtree(project / "charts" / "sms-checker")
+
+    block = w.wait_block()
+
+    said = line(block, r"^devloop: sms-checker: ")
+    assert said == (
+        "devloop: sms-checker: charts/sms-checker is gone; restore it, or remove sms-checker "
+        "from devloop.yaml"
+    ), block
+    assert not [ln for ln in block if "Errno" in ln], block
+    assert len([ln for ln in block if " is gone" in ln]) == 1, block  # not its values.yaml too

@@ -233,6 +233,17 @@ class Inputs:
             cfg_files.add((rootdir / name).resolve())
         return cls(cfg_files, folders, files, rootdir.resolve())
 
+    def missing(self) -> list[tuple[Path, str]]:
+        """Folders and files the config names that are gone, with their artifact."""
+        gone = [(p, name) for p, name in self.folders.items() if not p.exists()]
+        folders = {p for p, _ in gone}
+        gone += [
+            (p, name)
+            for p, name in self.files.items()
+            if not p.exists() and not folders.intersection(p.parents)
+        ]
+        return gone
+
     def roots(self) -> list[Path]:
         """Folders to watch recursively (nested ones dropped)."""
         dirs = {self.rootdir, *self.folders, *(p.parent for p in self.files)}
@@ -900,6 +911,18 @@ class Watch:
             return
         from pytest_devloop.cluster.providers import ClusterUnavailable
 
+        assert self.inputs is not None
+        gone = self.inputs.missing()
+        if gone:
+            # Said plainly instead of the renderer's `[Errno 2]` on the first file it misses.
+            config_name = self._rel(Path(self.config.source))
+            for path, artifact in gone:
+                block.add(
+                    f"devloop: {artifact}: {self._rel(path)} is gone; restore it, or remove "
+                    f"{artifact} from {config_name}"
+                )
+            block.add("devloop: tests not run (an input is missing); the next save tries again")
+            return
         if self.syncer is None:
             problem = self._connect()
             if problem is not None:
@@ -910,18 +933,29 @@ class Watch:
         error: str | None = None
         self.syncer.out = lambda line: block.add(line) if line else None
         t_sync = time.monotonic()
-        try:
-            # The saved files travel with the sync: each change names the file behind it.
-            result = self.syncer.sync(changed_paths=changed)
-        except KeyboardInterrupt:
-            raise
-        except ClusterUnavailable as e:
-            # Resolved again next cycle: a restarted cluster may have a new address and
-            # identity, and the state store then makes that sync a full one.
-            error = str(e)
-            self.syncer = None
-        except Exception as e:
-            error = str(e) or type(e).__name__
+        for attempt in (1, 2):
+            try:
+                # The saved files travel with the sync: each change names the file behind it.
+                result = self.syncer.sync(changed_paths=changed)
+            except KeyboardInterrupt:
+                raise
+            except ClusterUnavailable as e:
+                # Resolved again at once: the embedded cluster starts anew (a new address
+                # and identity, so the state store makes this sync a full one), and a real
+                # cluster that answers again is used again.
+                error = str(e)
+                self.syncer = None
+                if attempt == 1 and self._connect() is None:
+                    block.add(
+                        f"devloop: the cluster did not answer ({e}); reconnected to "
+                        f"{self.target.server}, syncing again"
+                    )
+                    self.syncer.out = lambda line: block.add(line) if line else None
+                    error = None
+                    continue
+            except Exception as e:
+                error = str(e) or type(e).__name__
+            break
         sync_seconds = time.monotonic() - t_sync
         if result is not None:
             for step in SYNC_STEPS:
