@@ -475,3 +475,14 @@ def test_a_sync_killed_mid_create_converges_on_the_next_sync(
     assert result.ok, [a.error for a in result.artifacts]
     assert names(k8s, namespace) == set(many[30:])
     assert f"{len(created)} pruned" in result.artifacts[0].line
+
+
+def test_a_project_key_that_is_no_label_value_names_the_key_and_the_fix(tmp_path: Path) -> None:
+    from pytest_devloop.config.model import ConfigError
+
+    (tmp_path / "devloop.yaml").write_text("project: Shop Backend!\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path)
+    text = str(e.value)
+    assert "project" in text and "'Shop Backend!' is not a label value" in text, text
+    assert "e.g. shop-backend" in text
