@@ -392,7 +392,10 @@ class Syncer:
                 unlabelled = [
                     a.key
                     for a in the_plan.prunes
-                    if live.get(a.key) is None and a.key not in pruned
+                    # (an object another artifact renders now was taken over by it)
+                    if live.get(a.key) is None
+                    and a.key not in pruned
+                    and a.key not in self._claimed
                 ]
                 if unlabelled:
                     line += (
