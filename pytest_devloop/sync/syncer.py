@@ -195,6 +195,8 @@ class Syncer:
         self._parse_cache = ParseCache(config.root / ".devloop" / "parsed")
         # Charts whose renders against the cluster must be upgrade renders (see _render).
         self._upgrade_renders: set[str] = set()
+        # Charts whose CRDs are known to be served (no client-side render to check).
+        self._crds_served: set[str] = set()
         self._unstable: dict[str, list[list[str | int]]] = {}
         self._timings: dict[str, float] = {}
 
@@ -947,10 +949,11 @@ class Syncer:
             # On a first sync a client-side render (a tenth of a render against the
             # cluster) tells whether any is missing; later, Helm's refusal does.
             offline: list[DesiredObject] | None = None
-            if record is None:
+            if record is None and entry.name not in self._crds_served:
                 offline = render(None)
                 served = set(api_versions)
                 if not [d for d in offline if _unserved_crd(d.obj, served)]:
+                    self._crds_served.add(entry.name)
                     return render_live(access)
             else:
                 try:
@@ -974,6 +977,7 @@ class Syncer:
                 return offline
             self._install_crds(entry.name, crds)
             self._upgrade_renders.add(entry.name)  # its CRDs exist now
+            self._crds_served.add(entry.name)
             api_versions[:] = self.kube.api_versions_with_kinds()
             return render_live(access)
         assert isinstance(entry, ManifestSet)
