@@ -10,7 +10,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pytest_devloop import __version__
 
@@ -173,12 +173,27 @@ def _sync(args: argparse.Namespace, *, status_only: bool) -> int:
 
     try:
         if status_only:
-            return syncer.status()
+            rc = syncer.status()
+            _prometheus_warnings(config, target)
+            return rc
         result = syncer.sync(plan_only=getattr(args, "plan", False))
     except (ClusterRefused, ClusterUnavailable, StateLocked) as e:
         print(f"devloop: {e}", file=sys.stderr)
         return 2
     return 0 if result.ok else 1
+
+
+def _prometheus_warnings(config: Config, target: Any) -> None:
+    """What the embedded Prometheus ignored on this cluster (said once, by the run that met it)."""
+    from pytest_devloop.cluster.kube import Kube, KubeError
+    from pytest_devloop.prometheus import warned
+
+    try:
+        uid = Kube(target.api_client()).cluster_uid()
+    except KubeError:
+        return
+    for line in warned.load(warned.path_for(config.root, target.server, uid)):
+        print(f"devloop: embedded Prometheus: {line}")
 
 
 def _no_embedded_cluster(config: Config, options: Options) -> bool:

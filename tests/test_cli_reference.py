@@ -127,3 +127,48 @@ def test_sync_prune_error_names_the_flag_typed(project: tuple[Path, dict[str, st
     assert run.returncode == 2
     assert "--prune: unknown kind 'foo'; use one or more of pvcs, crds, namespaces" in run.stderr
     assert "--devloop-prune" not in run.stderr
+
+
+@pytest.mark.skipif(
+    shutil.which("victoria-metrics") is None and shutil.which("prometheus") is None,
+    reason="no prometheus or victoria-metrics (scripts/tools.sh installs them)",
+)
+def test_embedded_prometheus_warnings_are_said_once_per_cluster_and_listed_by_status(
+    project: tuple[Path, dict[str, str]],
+) -> None:
+    folder, env = project
+    monitor = folder / "charts/sms-checker/templates/servicemonitor.yaml"
+    text = monitor.read_text()
+    anchor = "      scrapeTimeout: {{ .Values.monitoring.scrapeTimeout }}\n"
+    assert anchor in text
+    monitor.write_text(
+        text.replace(anchor, anchor + "      tlsConfig:\n        insecureSkipVerify: true\n")
+    )
+    (folder / "tests/test_scrape.py").write_text(
+        "def test_scrape_targets(prometheus):\n    prometheus.targets()\n"
+    )
+    warning = (
+        "ServiceMonitor sms-checker/sms-checker-app: not supported by devloop's embedded "
+        "Prometheus, ignored: spec.endpoints[0].tlsConfig"
+    )
+
+    def pytest_run() -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "tests/test_scrape.py", "-p", "no:cacheprovider"],
+            cwd=folder,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout + proc.stderr
+
+    first = pytest_run()
+    assert first.count(warning) == 1, first
+    second = pytest_run()
+    assert warning not in second, second
+
+    status = devloop(folder, env, "status")
+    assert f"devloop: embedded Prometheus: {warning}" in status.stdout, status.stdout

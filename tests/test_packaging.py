@@ -1,9 +1,9 @@
 """Packaging: the wheel and sdist build, and the wheel alone runs the example suite.
 
 `python -m build` (from the `test` extra) builds both from a copy of the sources; the
-wheel is installed with `--no-deps` into a fresh `python -m venv --system-site-packages`
-(its dependencies come from the interpreter running this test, so nothing but the build
-backend is downloaded) and a copy of `example_project/` runs its suite with the venv's
+wheel is installed with `--no-deps` into a fresh `python -m venv` that sees the site
+folders of the interpreter running this test (a venv or not: its dependencies come from
+there, so nothing but the build backend is downloaded) and a copy of `example_project/` runs its suite with the venv's
 python on the embedded cluster.
 """
 
@@ -38,6 +38,18 @@ def source_version() -> str:
             assert isinstance(value, str)
             return value
     raise AssertionError("no __version__ in pytest_devloop/__init__.py")
+
+
+def running_site_packages() -> list[str]:
+    """The site folders of the interpreter running the tests (venv or not, user site too)."""
+    import site
+    import sysconfig
+
+    folders = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    folders += site.getsitepackages()
+    if site.ENABLE_USER_SITE:
+        folders.append(site.getusersitepackages())
+    return list(dict.fromkeys(folders))
 
 
 def test_the_version_lives_in_one_place() -> None:
@@ -96,11 +108,22 @@ def test_wheel_installs_in_a_fresh_venv_and_runs_the_example_suite(
 
     venv = tmp_path / "venv"
     subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
-        check=True,
-        timeout=60,
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60
     )
     python = venv / "bin" / "python"
+    # The dependencies come from the interpreter running this test, wherever it is (a
+    # system python, a venv, a CI image): `--system-site-packages` would give the *base*
+    # interpreter's packages when this one is a venv. Its site folders are appended as
+    # plain paths (their own .pth files, an editable install among them, are not run).
+    site_dir = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (Path(site_dir) / "devloop-test-deps.pth").write_text(
+        "\n".join(p for p in running_site_packages() if Path(p).is_dir()) + "\n"
+    )
     installed = subprocess.run(
         [
             *(sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps"),

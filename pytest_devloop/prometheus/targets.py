@@ -1179,7 +1179,13 @@ def prometheus_for(run: Any) -> Prometheus:
             scrape_interval=spec.scrape_interval,
             evaluation_interval=spec.evaluation_interval,
         )
-        embedded = EmbeddedPrometheus(ClusterReader(Kube(api_client)).read, local, warn=run.write)
+        from pytest_devloop.prometheus import warned
+
+        seen, say = warned.once(
+            warned.path_for(run.config.root, summary.server, summary.uid), run.write
+        )
+        embedded = EmbeddedPrometheus(ClusterReader(Kube(api_client)).read, local, warn=say)
+        embedded._warned.update(seen)  # said on this cluster by an earlier run or cycle
         embedded.changes = ClusterChanges(api_client)
         try:
             embedded.refresh()
