@@ -190,7 +190,7 @@ def test_every_command_is_covered() -> None:
     # `test-command` entries are what ./scripts/test runs.
     script = (ROOT / "scripts" / "test").read_text()
     assert (
-        'pip install --disable-pip-version-check --root-user-action=ignore -q -e ".[test,helm]"'
+        'pip install --disable-pip-version-check --root-user-action=ignore -q -e ".[test,helm,cel]"'
         in (script.replace("python3 -m ", ""))
     )
     assert "bash scripts/tools.sh" in script
