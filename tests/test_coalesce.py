@@ -156,3 +156,13 @@ def test_results_are_read_from_the_test_process_json_not_its_text(tmp_path: Path
     assert out.summary_line == "1 failed, 1 passed, 10 deselected, 1 error in 0.31s"
     nothing = outcome_of({"counts": {"deselected": 12}, "seconds": 0.05}, "", 0, tmp_path, tmp_path)
     assert nothing.summary_line == "no tests ran, 12 deselected in 0.05s"
+
+
+def test_pod_log_colour_follows_color_option_then_no_color_then_the_terminal() -> None:
+    from pytest_devloop.watch.loop import log_colour
+
+    assert log_colour("auto", True, "") is True
+    assert log_colour("auto", False, "") is False
+    assert log_colour("auto", True, "1") is False  # NO_COLOR
+    assert log_colour("no", True, "") is False  # --color=no
+    assert log_colour("yes", False, "1") is True  # --color=yes wins

@@ -6,6 +6,7 @@ the process group is killed and the copy's embedded cluster stopped in a `finall
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -580,3 +581,51 @@ def test_a_deleted_chart_folder_is_named_with_the_fix(
     ), block
     assert not [ln for ln in block if "Errno" in ln], block
     assert len([ln for ln in block if " is gone" in ln]) == 1, block  # not its values.yaml too
+
+
+def _pty_watch_until(project: Path, args: list[str], env: dict[str, str], pattern: str) -> str:
+    """Run the watch in a terminal (pty) until `pattern` shows; the raw text it printed."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(project)
+        os.execvpe(sys.executable, [sys.executable, "-m", "pytest", *args], env)
+    buf = ""
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not re.search(pattern, buf):
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                try:
+                    buf += os.read(fd, 65536).decode(errors="replace")
+                except OSError:
+                    break
+        assert re.search(pattern, buf), buf[-3000:]
+        return buf
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGINT)
+            time.sleep(0.5)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+
+
+@pytest.mark.parametrize("no_color", [False, True], ids=["colour", "NO_COLOR"])
+def test_pod_logs_are_coloured_per_pod_in_a_terminal_unless_no_color(
+    project: Path, no_color: bool
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "NO_COLOR")}
+    env["DEVLOOP_HELM"] = str(find_tool("helm4"))
+    if no_color:
+        env["NO_COLOR"] = "1"
+    pod_line = r"\[sms-checker-app-[a-z0-9-]+\](\x1b\[0m)? [^\n]*app ready"
+    text = _pty_watch_until(project, ["--devloop-watch", "--devloop-logs"], env, pod_line)
+    found = re.search(r"(\x1b\[[0-9;]+m)?" + pod_line, text)
+    assert found is not None
+    if no_color:
+        assert found.group(1) is None and "\x1b[0m" not in found.group(0), repr(found.group(0))
+    else:
+        assert found.group(1) is not None, repr(found.group(0))

@@ -89,6 +89,14 @@ class RunOutcome:
     summary_line: str
 
 
+def log_colour(option: str, tty: bool, no_color: str) -> bool:
+    """Colour pod prefixes? pytest's `--color=yes|no` wins, then `NO_COLOR` (any non-empty
+    value, as no-color.org says), then whether the output is a terminal."""
+    if option in ("yes", "no"):
+        return option == "yes"
+    return tty and not no_color
+
+
 def outcome_of(
     data: dict[str, Any] | None, text: str, rc: int, rootdir: Path, cwd: Path
 ) -> RunOutcome:
@@ -693,7 +701,11 @@ class Watch:
             if self.logs is not None:
                 self.logs.stop()
             isatty = getattr(self.out, "isatty", None)
-            colour = bool(isatty and isatty()) and "NO_COLOR" not in os.environ
+            colour = log_colour(
+                str(self.pytest_config.getoption("color", "auto")),
+                bool(isatty and isatty()),
+                os.environ.get("NO_COLOR", ""),
+            )
             self.logs = LogStreams(target, self.printer, colour=colour)
         return None
 
