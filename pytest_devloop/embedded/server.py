@@ -243,6 +243,11 @@ class ApiServer:
     def dispatch(self, req: Request) -> tuple[int, Any, str]:
         m = req.method
         assert req.rt is not None
+        if req.rt.key == "endpoints":
+            # kube-apiserver 1.33 marks the v1 Endpoints API deprecated on every request.
+            req.warnings.append(
+                "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"
+            )
         if not req.rt.stored:
             # The review kinds: answered on create, never stored.
             if m == "POST" and req.name is None:

@@ -221,6 +221,11 @@ web    ClusterIP      <ip>         <none>        80/TCP    <age>
 NAME   TYPE        CLUSTER-IP   EXTERNAL-IP   PORT(S)   AGE     SELECTOR
 web    ClusterIP   <ip>         <none>        80/TCP    <age>   app=web
 """)
+    deprecated = kctl("get", "-n", namespace, "endpoints", "web").stderr
+    assert (
+        "Warning: v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"
+        in deprecated
+    )
     endpoints = get("endpoints", "web")
     assert endpoints[0] == ["NAME", "ENDPOINTS", "AGE"]
     assert endpoints[1][0] == "web" and endpoints[1][1] == "<ip>:80,<ip>:80"
