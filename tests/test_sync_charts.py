@@ -425,12 +425,12 @@ def test_a_one_field_edit_selects_exactly_the_tests_that_read_it(
     env["DEVLOOP_HELM"] = tool(helm_name)
     env.pop("PYTEST_XDIST_WORKER", None)
 
-    def pytest_run(*args: str, status: int = 0) -> str:
+    def pytest_run(*args: str, status: tuple[int, ...] = (0,)) -> str:
         proc = subprocess.run(
             [sys.executable, "-m", "pytest", "-p", "no:benchmark", "-rA", *args],
             cwd=root, env=env, capture_output=True, text=True, timeout=180, check=False,
         )  # fmt: skip
-        assert proc.returncode == status, proc.stdout + proc.stderr
+        assert proc.returncode in status, proc.stdout + proc.stderr
         return proc.stdout
 
     try:
@@ -438,8 +438,8 @@ def test_a_one_field_edit_selects_exactly_the_tests_that_read_it(
         assert "3 passed" in full, full
         assert "generated anew on each render" in full, full
 
-        again = pytest_run("--devloop-affected", status=5)  # 5: no test ran
-        assert "0 of 3 tests" in again and "3 deselected" in again, again
+        again = pytest_run("--devloop-affected", status=(0, 5))  # 5: pytest ran no test
+        assert "3 deselected" in again and "PASSED" not in again, again
 
         (root / "charts/gen/values.yaml").write_text("replicas: 2\n")
         edited = pytest_run("--devloop-affected")
