@@ -520,6 +520,11 @@ def main() -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwritten: {args.json}")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from experiment_plot import plot
+
+    drawn = plot(result, args.json.with_suffix(""))
+    print(drawn if isinstance(drawn, str) else "picture: " + ", ".join(map(str, drawn)))
     return 0
 
 
