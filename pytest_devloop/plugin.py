@@ -238,7 +238,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if results and not hasattr(config, "workerinput"):
         from pytest_devloop.run.results import ResultsWriter
 
-        config.pluginmanager.register(ResultsWriter(config, Path(results)), "devloop-results")
+        config.pluginmanager.register(
+            ResultsWriter(config, Path(results), run=lambda: config.stash.get(_RUN_KEY, None)),
+            "devloop-results",
+        )
     if _active(config) and config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "devloop-xdist")
 

@@ -562,7 +562,7 @@ class Config(_Model):
 
     def project_id(self) -> str:
         """This project's identity: `project:` when set, else `.devloop/project-id`."""
-        from pytest_devloop.sync.ownership import project_id
+        from pytest_devloop.config.project import project_id
 
         return project_id(self.root, self.project)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,12 @@ ORDER = ("failed", "passed", "skipped", "deselected", "xfailed", "xpassed", "war
 
 
 class ResultsWriter:
-    def __init__(self, config: pytest.Config, path: Path) -> None:
+    def __init__(
+        self, config: pytest.Config, path: Path, run: Callable[[], Any] = lambda: None
+    ) -> None:
         self.config = config
         self.path = path
+        self._run = run  # the session's TestRun, when there is one (its selection reasons)
         self.tests: dict[str, dict[str, Any]] = {}
         self.deselected = 0
         self.warnings = 0
@@ -58,9 +62,7 @@ class ResultsWriter:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        from pytest_devloop.plugin import _RUN_KEY
-
-        run = self.config.stash.get(_RUN_KEY, None)
+        run = self._run()
         reasons = {d.nodeid: d.reason for d in getattr(run, "decisions", None) or []}
         for nodeid, entry in self.tests.items():
             if nodeid in reasons:
