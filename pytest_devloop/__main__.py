@@ -7,6 +7,7 @@ Subcommands: `cluster up|down|status` manage the embedded cluster's background p
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -169,6 +170,14 @@ def _sync(args: argparse.Namespace, *, status_only: bool) -> int:
     from pytest_devloop.sync.syncer import Syncer
 
     syncer = Syncer.from_options(config, target, options)
+    from pytest_devloop.run.progress import Progress
+
+    def write(text: str) -> None:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+    progress = Progress(write, tty=sys.stderr.isatty() and os.environ.get("TERM") != "dumb")
+    syncer.progress, syncer.progress_done = progress, progress.done
     from pytest_devloop.sync.state import StateLocked
 
     try:

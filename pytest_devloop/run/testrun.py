@@ -17,6 +17,7 @@ import re
 import secrets
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -121,6 +122,23 @@ class TestRun:
         with capman.global_and_fixture_disabled():
             terminal.write_line(line)
 
+    def _progress(self) -> tuple[Callable[[str], None], Callable[[], None]]:
+        """The live progress line on pytest's terminal (run.progress)."""
+        from pytest_devloop.run.progress import Progress
+
+        terminal = self.pytest_config.pluginmanager.get_plugin("terminalreporter")
+        capman = self.pytest_config.pluginmanager.getplugin("capturemanager")
+        if terminal is None:
+            return (lambda text: None), (lambda: None)
+
+        def write(text: str) -> None:
+            with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+                terminal.write(text, flush=True)
+
+        tty = bool(terminal.isatty) and os.environ.get("TERM") != "dumb"
+        progress = Progress(write, tty=tty)
+        return progress, progress.done
+
     @property
     def enabled(self) -> bool:
         return self.config is not None
@@ -173,6 +191,7 @@ class TestRun:
                 # Every cluster that runs containers builds anyway; the embedded one runs
                 # none, so CI mode builds there only with --devloop-build (as dev mode).
             )
+            syncer.progress, syncer.progress_done = self._progress()
             self.result = syncer.sync()
         except (ConfigError, ClusterRefused, ClusterUnavailable, StateLocked) as e:
             self.sync_error = str(e)

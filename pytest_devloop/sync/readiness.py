@@ -424,6 +424,12 @@ def object_ref(obj: Obj) -> str:
     return f"{kind}/{ns}/{name}" if ns else f"{kind}/{name}"
 
 
+def short_ref(ref: str) -> str:
+    """`Deployment/web` from `Deployment/ns/web` (the live line has little room)."""
+    parts = ref.split("/")
+    return f"{parts[0]}/{parts[-1]}"
+
+
 def label_selector(selector: Any) -> str | None:
     """A `metav1.LabelSelector` (or a Service's plain map) as a `labelSelector` query.
 
@@ -602,6 +608,8 @@ class Waiter:
         self.default_namespace = default_namespace
         self.clock = clock
         self.sleep = sleep
+        # Told after each round: `workloads ready 3/5, waiting for Deployment/web, ...`.
+        self.progress: Callable[[str], None] = lambda text: None
 
     @property
     def live(self) -> LiveObjects:
@@ -664,6 +672,13 @@ class Waiter:
                     last[ref] = readiness
             if not pending or any(r.failed for r in last.values()):
                 break
+            waited = sum(1 for ref in order if needs_wait(by_ref[ref]))
+            names = [short_ref(ref) for ref in order if ref in pending]
+            self.progress(
+                f"workloads ready {waited - len(pending)}/{waited}, waiting for "
+                + ", ".join(names[:4])
+                + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+            )
             now = self.clock()
             if now >= deadline:
                 timed_out = True

@@ -178,6 +178,9 @@ class Syncer:
         self.mode = mode
         self.namespace_override = namespace_override
         self.out = out
+        # The live progress line (run.progress.Progress); silent unless a caller sets one.
+        self.progress: Callable[[str], None] = lambda text: None
+        self.progress_done: Callable[[], None] = lambda: None
         self._helm = helm
         self._kube = kube
         self.wait = wait
@@ -1286,7 +1289,8 @@ class Syncer:
                     self._ensure_namespace(ns)
         write_keys = {a.key for a in writes}
         crds_applied: list[dict[str, Any]] = []
-        for action in writes:
+        for n, action in enumerate(writes, 1):
+            self.progress(f"{artifact}: objects applied {n - 1}/{len(writes)}")
             d = desired[action.key]
             if crds_applied and action.kind != "CustomResourceDefinition":
                 # Custom resources of a CRD applied moments ago are refused until the
@@ -1337,6 +1341,7 @@ class Syncer:
             elif action.op == "keep" and old_record and action.key in old_record.objects:
                 new_record.objects[action.key] = old_record.objects[action.key]
                 new_record.kept.append(action.key)
+        self.progress_done()
         return touched
 
     def _prune(
@@ -1478,10 +1483,14 @@ class Syncer:
         todo = [o for o in objects if needs_wait(o)]
         if not todo:
             return
+        waiter = Waiter(self.kube.api_client, timeout=self.config.wait_timeout)
+        waiter.progress = lambda text: self.progress(f"{artifact}: {text}")
         try:
-            Waiter(self.kube.api_client, timeout=self.config.wait_timeout).wait_or_raise(todo)
+            waiter.wait_or_raise(todo)
         except WaitTimeout as e:
             raise SyncError(str(e)) from e
+        finally:
+            self.progress_done()
 
     # -- hooks ------------------------------------------------------------------------
 
