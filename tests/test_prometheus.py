@@ -465,8 +465,11 @@ class _FakeRun:
     def __init__(self, cluster: EmbeddedCluster) -> None:
         from types import SimpleNamespace
 
-        self.summary = SimpleNamespace(kubeconfig=str(cluster.kubeconfig), context=None)
-        self.config = SimpleNamespace(prometheus=None)
+        self.summary = SimpleNamespace(
+            kubeconfig=str(cluster.kubeconfig), context=None, server=cluster.url, uid="fake"
+        )
+        # root: where warnings said once per cluster are kept (the cluster's own folder).
+        self.config = SimpleNamespace(prometheus=None, root=Path(cluster.kubeconfig).parent)
         self.recorder = Recorder()
         self.lines: list[str] = []
 
