@@ -14,6 +14,7 @@ import json
 import re
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -548,12 +549,11 @@ def test_pagination_is_a_snapshot_under_concurrent_writes(
             i += 1
 
     thread = threading.Thread(target=writer, daemon=True)
-    thread.start()
+    names: list[str] = []
+    versions = set()
+    cont = None
+    first_rv = None
     try:
-        names: list[str] = []
-        versions = set()
-        cont = None
-        first_rv = None
         while True:
             page = core.list_namespaced_config_map(
                 namespace,
@@ -566,6 +566,13 @@ def test_pagination_is_a_snapshot_under_concurrent_writes(
             names += [c.metadata.name for c in page.items]
             assert all(c.data == {"v": "0"} for c in page.items)
             cont = page.metadata._continue
+            if thread.ident is None:
+                # The writer starts once the first page pinned the snapshot: every later
+                # page must come from that snapshot whatever is written meanwhile.
+                thread.start()
+                deadline = time.monotonic() + 10
+                while not written and thread.is_alive() and time.monotonic() < deadline:
+                    time.sleep(0.005)
             if not cont:
                 break
     finally:
