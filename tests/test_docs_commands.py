@@ -107,6 +107,7 @@ def normalize(line: str) -> str:
     line = re.sub(r"https://127\.0\.0\.1:\d+", "URL", line)
     line = re.sub(r"uid [0-9a-f]{8}", "uid UID", line)
     line = re.sub(r"devloop-[0-9a-f]{12}", "devloop-DIGEST", line)
+    line = re.sub(r"-[0-9a-f]{8,10}-[a-z0-9]{5}\b", "-POD", line)  # a pod's generated name
     line = re.sub(r"\d+\.\d+", "N", line)
     return line.strip(" =")
 
