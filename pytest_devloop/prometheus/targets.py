@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import tenacity
 import yaml
 
 from pytest_devloop.k8s import selectors
@@ -292,43 +293,83 @@ class Prometheus:
                 'wait_for_targets(count="ready") needs the embedded mode, where devloop '
                 "resolves the endpoints behind each monitor: pass the number of targets"
             )
-        deadline = time.monotonic() + timeout
-        last: list[Target] = []
-        wanted = count if isinstance(count, int) else 0
-        refresh_due, refreshed = True, 0.0
-        while True:
-            if refresh_due or time.monotonic() - refreshed > 1.0:
-                if self._changes is not None:
-                    self._changes.clear()
-                plan = self._refresh() if self._refresh is not None else None
-                refreshed = time.monotonic()
-                if self._record is not None:
-                    self._record(plan, job)
-                if count == "ready":
-                    wanted = ready_count(plan, job)
-            last = self._active_targets(None, None)
-            matching = [
-                t
-                for t in last
-                if (job is None or t.job == job) and (health is None or t.health == health)
-            ]
-            if len(matching) == wanted:
-                return matching
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(
-                    describe_mismatch(last, job=job, count=wanted, health=health, timeout=timeout)
-                    + (
-                        " (count='ready': the ready endpoints behind the monitors)"
-                        if count == "ready"
-                        else ""
-                    )
+        wait = _TargetsWait(self, job, count, health)
+
+        def pause_for(state: tenacity.RetryCallState) -> float:
+            # Never past the deadline: the last read happens at it.
+            return max(0.0, min(interval, timeout - (state.seconds_since_start or 0.0)))
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_delay(timeout),
+            wait=pause_for,
+            retry=tenacity.retry_if_result(lambda found: found is None),
+            sleep=wait.pause,
+        )
+        try:
+            found = retrying(wait.attempt)
+            assert found is not None  # tenacity returns only an accepted result
+        except tenacity.RetryError:
+            raise AssertionError(
+                describe_mismatch(
+                    wait.seen, job=job, count=wait.wanted, health=health, timeout=timeout
                 )
-            if self._changes is not None:
-                refresh_due = bool(self._changes.wait(min(interval, remaining)))
-            else:
-                time.sleep(min(interval, remaining))
-                refresh_due = True
+                + (
+                    " (count='ready': the ready endpoints behind the monitors)"
+                    if count == "ready"
+                    else ""
+                )
+            ) from None
+        return found
+
+
+class _TargetsWait:
+    """One `wait_for_targets` call: what it has seen, and when the cluster is re-read.
+
+    The scraper's targets are read on every attempt; the cluster only when a watched
+    object changed since the last pause (or a second has passed), or on every attempt
+    when there are no change events (`url:` and `service:` modes).
+    """
+
+    def __init__(
+        self, prom: Prometheus, job: str | None, count: int | Literal["ready"], health: str | None
+    ) -> None:
+        self.prom = prom
+        self.job = job
+        self.count = count
+        self.health = health
+        self.wanted = count if isinstance(count, int) else 0
+        self.seen: list[Target] = []
+        self._refresh_due = True
+        self._refreshed = 0.0
+
+    def attempt(self) -> list[Target] | None:
+        """The matching targets when there are exactly as many as wanted, else None."""
+        prom = self.prom
+        if self._refresh_due or time.monotonic() - self._refreshed > 1.0:
+            if prom._changes is not None:
+                prom._changes.clear()
+            plan = prom._refresh() if prom._refresh is not None else None
+            self._refreshed = time.monotonic()
+            if prom._record is not None:
+                prom._record(plan, self.job)
+            if self.count == "ready":
+                self.wanted = ready_count(plan, self.job)
+        self.seen = prom._active_targets(None, None)
+        matching = [
+            t
+            for t in self.seen
+            if (self.job is None or t.job == self.job)
+            and (self.health is None or t.health == self.health)
+        ]
+        return matching if len(matching) == self.wanted else None
+
+    def pause(self, seconds: float) -> None:
+        """Tenacity's sleep: returns early when the cluster changed (then re-read it)."""
+        if self.prom._changes is not None:
+            self._refresh_due = bool(self.prom._changes.wait(seconds))
+        else:
+            time.sleep(seconds)
+            self._refresh_due = True
 
 
 def ready_count(plan: ScrapePlan | None, job: str | None) -> int:
@@ -455,9 +496,8 @@ def selector_text(selector: Mapping[str, Any] | None) -> str:
     return selectors.normalize(selector)
 
 
-def _namespaces_selected(
-    monitor: Obj, namespaces: list[Obj], warn: Callable[[str], None]
-) -> Callable[[str], bool]:
+def _namespaces_selected(monitor: Obj) -> Callable[[str], bool]:
+    """The monitor's `namespaceSelector`: its own namespace, `any`, or `matchNames`."""
     ns_sel = (monitor.get("spec") or {}).get("namespaceSelector")
     own = _ns(monitor)
     if not ns_sel:
@@ -528,96 +568,143 @@ def resolve(objs: ClusterObjects) -> ScrapePlan:
     named in one warning per monitor.
     """
     plan = ScrapePlan()
-    pods_by_name = {(_ns(p), _name(p)): p for p in objs.pods}
-    slices_by_service: dict[tuple[str, str], list[Obj]] = {}
-    for s in objs.endpoint_slices:
-        svc_name = _labels(s).get("kubernetes.io/service-name")
-        if svc_name:
-            slices_by_service.setdefault((_ns(s), svc_name), []).append(s)
+    index = _ClusterIndex.of(objs)
+    for kind in ("ServiceMonitor", "PodMonitor"):
+        source = _MONITOR_SOURCES[kind]
+        for monitor in sorted(
+            _select_monitors(kind, getattr(objs, source.attr), objs, plan),
+            key=lambda m: (_ns(m), _name(m)),
+        ):
+            warning = _unsupported_warning(kind, monitor, source.endpoints_field)
+            if warning:
+                plan.warnings.append(warning)
+            plan.jobs += source.jobs(monitor, objs, index)
+    plan.jobs.append(_annotated_pods_job(objs.pods))
+    return plan
 
-    def warn_fields(kind: str, monitor: Obj, endpoints_field: str) -> None:
-        fields = _unsupported(kind, monitor, endpoints_field)
-        if fields:
-            plan.warnings.append(
-                f"{kind} {_ns(monitor)}/{_name(monitor)}: not supported by devloop's embedded "
-                f"Prometheus, ignored: {', '.join(fields)}"
+
+@dataclass(frozen=True)
+class _ClusterIndex:
+    """Lookups `resolve` makes per target: pods by name, EndpointSlices by Service."""
+
+    pods_by_name: dict[tuple[str, str], Obj]
+    slices_by_service: dict[tuple[str, str], list[Obj]]
+
+    @classmethod
+    def of(cls, objs: ClusterObjects) -> _ClusterIndex:
+        slices: dict[tuple[str, str], list[Obj]] = {}
+        for s in objs.endpoint_slices:
+            svc_name = _labels(s).get("kubernetes.io/service-name")
+            if svc_name:
+                slices.setdefault((_ns(s), svc_name), []).append(s)
+        return cls({(_ns(p), _name(p)): p for p in objs.pods}, slices)
+
+
+@dataclass(frozen=True)
+class _MonitorSource:
+    """One monitor kind: where its objects and endpoints are, and how its jobs resolve."""
+
+    attr: str  # the `ClusterObjects` field holding the monitors
+    endpoints_field: str  # the spec field listing its endpoints
+    jobs: Callable[[Obj, ClusterObjects, _ClusterIndex], list[ScrapeJob]]
+
+
+def _unsupported_warning(kind: str, monitor: Obj, endpoints_field: str) -> str | None:
+    fields = _unsupported(kind, monitor, endpoints_field)
+    if not fields:
+        return None
+    return (
+        f"{kind} {_ns(monitor)}/{_name(monitor)}: not supported by devloop's embedded "
+        f"Prometheus, ignored: {', '.join(fields)}"
+    )
+
+
+def _service_monitor_jobs(sm: Obj, objs: ClusterObjects, index: _ClusterIndex) -> list[ScrapeJob]:
+    """One job per endpoint of a ServiceMonitor, its targets from the Services' slices."""
+    spec = sm.get("spec") or {}
+    in_ns = _namespaces_selected(sm)
+    services = [
+        s
+        for s in objs.services
+        if in_ns(_ns(s)) and label_selector_matches(spec.get("selector") or {}, _labels(s))
+    ]
+    job_label = spec.get("jobLabel")
+    jobs = []
+    for i, ep in enumerate(spec.get("endpoints") or []):
+        job = ScrapeJob(
+            name=f"serviceMonitor/{_ns(sm)}/{_name(sm)}/{i}",
+            source=f"ServiceMonitor {_ns(sm)}/{_name(sm)} endpoints[{i}]",
+            monitor_key=_key(MONITORING, "ServiceMonitor", _ns(sm), _name(sm)),
+        )
+        _endpoint_options(job, ep)
+        for svc in services:
+            _add_service_targets(job, svc, ep, job_label, index)
+        jobs.append(job)
+    return jobs
+
+
+def _add_service_targets(
+    job: ScrapeJob, svc: Obj, ep: Obj, job_label: Any, index: _ClusterIndex
+) -> None:
+    """A selected Service's part of a ServiceMonitor job: its reads, job value, targets."""
+    job.service_keys.add(_key("", "Service", _ns(svc), _name(svc)))
+    sel = (svc.get("spec") or {}).get("selector") or {}
+    if sel:
+        job.pod_reads.add(ListRead("/Pod", _ns(svc), normalize_selector(sel)))
+    job_value = _labels(svc).get(str(job_label)) if job_label else None
+    job_value = job_value or _name(svc)
+    job.jobs.add(job_value)
+    slices = index.slices_by_service.get((_ns(svc), _name(svc)), [])
+    targets = _service_targets(svc, ep, slices, index.pods_by_name)
+    ready = _ready_addresses(slices)
+    for address, labels in targets:
+        job.groups.append({"targets": [address], "labels": {**labels, "job": job_value}})
+        if address in ready:
+            job.ready.add((address, job_value))
+
+
+def _pod_monitor_jobs(pm: Obj, objs: ClusterObjects, index: _ClusterIndex) -> list[ScrapeJob]:
+    """One job per podMetricsEndpoint of a PodMonitor, its targets the selected pods."""
+    spec = pm.get("spec") or {}
+    in_ns = _namespaces_selected(pm)
+    selector = spec.get("selector") or {}
+    pods = [p for p in objs.pods if in_ns(_ns(p)) and label_selector_matches(selector, _labels(p))]
+    job_label = spec.get("jobLabel")
+    jobs = []
+    for i, ep in enumerate(spec.get("podMetricsEndpoints") or []):
+        job = ScrapeJob(
+            name=f"podMonitor/{_ns(pm)}/{_name(pm)}/{i}",
+            source=f"PodMonitor {_ns(pm)}/{_name(pm)} podMetricsEndpoints[{i}]",
+            monitor_key=_key(MONITORING, "PodMonitor", _ns(pm), _name(pm)),
+        )
+        _endpoint_options(job, ep)
+        job.pod_reads.add(ListRead("/Pod", None, selector_text(selector)))
+        job.jobs.add(f"{_ns(pm)}/{_name(pm)}")
+        for pod in pods:
+            value = (_labels(pod).get(str(job_label)) if job_label else None) or (
+                f"{_ns(pm)}/{_name(pm)}"
             )
+            job.jobs.add(value)
+            for address, labels in _pod_targets(pod, ep.get("port"), ep.get("targetPort")):
+                job.groups.append({"targets": [address], "labels": {**labels, "job": value}})
+                if _pod_ready(pod):
+                    job.ready.add((address, value))
+        jobs.append(job)
+    return jobs
 
-    for sm in sorted(
-        _select_monitors("ServiceMonitor", objs.service_monitors, objs, plan),
-        key=lambda m: (_ns(m), _name(m)),
-    ):
-        warn_fields("ServiceMonitor", sm, "endpoints")
-        spec = sm.get("spec") or {}
-        in_ns = _namespaces_selected(sm, objs.namespaces, plan.warnings.append)
-        services = [
-            s
-            for s in objs.services
-            if in_ns(_ns(s)) and label_selector_matches(spec.get("selector") or {}, _labels(s))
-        ]
-        job_label = spec.get("jobLabel")
-        for i, ep in enumerate(spec.get("endpoints") or []):
-            job = ScrapeJob(
-                name=f"serviceMonitor/{_ns(sm)}/{_name(sm)}/{i}",
-                source=f"ServiceMonitor {_ns(sm)}/{_name(sm)} endpoints[{i}]",
-                monitor_key=_key(MONITORING, "ServiceMonitor", _ns(sm), _name(sm)),
-            )
-            _endpoint_options(job, ep)
-            for svc in services:
-                job.service_keys.add(_key("", "Service", _ns(svc), _name(svc)))
-                sel = (svc.get("spec") or {}).get("selector") or {}
-                if sel:
-                    job.pod_reads.add(ListRead("/Pod", _ns(svc), normalize_selector(sel)))
-                job_value = _labels(svc).get(str(job_label)) if job_label else None
-                job_value = job_value or _name(svc)
-                job.jobs.add(job_value)
-                slices = slices_by_service.get((_ns(svc), _name(svc)), [])
-                targets = _service_targets(svc, ep, slices, pods_by_name)
-                ready = _ready_addresses(slices)
-                for address, labels in targets:
-                    job.groups.append(
-                        {"targets": [address], "labels": {**labels, "job": job_value}}
-                    )
-                    if address in ready:
-                        job.ready.add((address, job_value))
-            plan.jobs.append(job)
 
-    for pm in sorted(
-        _select_monitors("PodMonitor", objs.pod_monitors, objs, plan),
-        key=lambda m: (_ns(m), _name(m)),
-    ):
-        warn_fields("PodMonitor", pm, "podMetricsEndpoints")
-        spec = pm.get("spec") or {}
-        in_ns = _namespaces_selected(pm, objs.namespaces, plan.warnings.append)
-        selector = spec.get("selector") or {}
-        pods = [
-            p for p in objs.pods if in_ns(_ns(p)) and label_selector_matches(selector, _labels(p))
-        ]
-        job_label = spec.get("jobLabel")
-        for i, ep in enumerate(spec.get("podMetricsEndpoints") or []):
-            job = ScrapeJob(
-                name=f"podMonitor/{_ns(pm)}/{_name(pm)}/{i}",
-                source=f"PodMonitor {_ns(pm)}/{_name(pm)} podMetricsEndpoints[{i}]",
-                monitor_key=_key(MONITORING, "PodMonitor", _ns(pm), _name(pm)),
-            )
-            _endpoint_options(job, ep)
-            job.pod_reads.add(ListRead("/Pod", None, selector_text(selector)))
-            job.jobs.add(f"{_ns(pm)}/{_name(pm)}")
-            for pod in pods:
-                value = (_labels(pod).get(str(job_label)) if job_label else None) or (
-                    f"{_ns(pm)}/{_name(pm)}"
-                )
-                job.jobs.add(value)
-                for address, labels in _pod_targets(pod, ep.get("port"), ep.get("targetPort")):
-                    job.groups.append({"targets": [address], "labels": {**labels, "job": value}})
-                    if _pod_ready(pod):
-                        job.ready.add((address, value))
-            plan.jobs.append(job)
+_MONITOR_SOURCES = {
+    "ServiceMonitor": _MonitorSource("service_monitors", "endpoints", _service_monitor_jobs),
+    "PodMonitor": _MonitorSource("pod_monitors", "podMetricsEndpoints", _pod_monitor_jobs),
+}
 
+
+def _annotated_pods_job(pods: list[Obj]) -> ScrapeJob:
+    """`kubernetes-pods`: the pods annotated `prometheus.io/scrape: "true"`."""
     annotated = ScrapeJob(name=ANNOTATION_JOB, source="pods annotated prometheus.io/scrape")
     annotated.jobs.add(ANNOTATION_JOB)
     annotated.pod_reads.add(ListRead("/Pod", None, ""))
-    for pod in sorted(objs.pods, key=lambda p: (_ns(p), _name(p))):
+    for pod in sorted(pods, key=lambda p: (_ns(p), _name(p))):
         ann = _meta(pod).get("annotations") or {}
         if str(ann.get("prometheus.io/scrape", "")).lower() != "true":
             continue
@@ -631,8 +718,7 @@ def resolve(objs: ClusterObjects) -> ScrapePlan:
             annotated.groups.append({"targets": [address], "labels": {**labels, **extra}})
             if _pod_ready(pod):
                 annotated.ready.add((address, ANNOTATION_JOB))
-    plan.jobs.append(annotated)
-    return plan
+    return annotated
 
 
 def _endpoint_options(job: ScrapeJob, ep: Obj) -> None:
@@ -859,6 +945,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 class LocalPrometheus:
     """A `prometheus` process on a free loopback port, configured from a `ScrapePlan`."""
 
+    # What differs between scrapers (see victoria.py): how the process is started and
+    # logs, and which path says it is up.
+    log_name = "prometheus.log"
+    ready_path = "/-/ready"
+    startup_poll = 0.05
+    scraper_name = "devloop's embedded Prometheus"
+
     def __init__(
         self,
         binary: str,
@@ -916,42 +1009,69 @@ class LocalPrometheus:
                 self.sd_dir / f"{_safe(job.name)}.json", json.dumps(job.groups, sort_keys=True)
             )
 
+    def _command(self) -> list[str]:
+        return [
+            self.binary,
+            f"--config.file={self.config_file}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            f"--storage.tsdb.path={self.directory / 'data'}",
+            "--storage.tsdb.retention.time=1h",
+            "--web.enable-lifecycle",
+            "--log.level=warn",
+        ]
+
     def _start(self, plan: ScrapePlan) -> None:
         self.port = free_port()
-        log = (self.directory / "prometheus.log").open("wb")
+        log = (self.directory / self.log_name).open("wb")
         self.process = subprocess.Popen(
-            [
-                self.binary,
-                f"--config.file={self.config_file}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                f"--storage.tsdb.path={self.directory / 'data'}",
-                "--storage.tsdb.retention.time=1h",
-                "--web.enable-lifecycle",
-                "--log.level=warn",
-            ],
+            self._command(),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         log.close()
-        deadline = time.monotonic() + self.startup_timeout
+        self._await_ready(plan)
+
+    def _await_ready(self, plan: ScrapePlan) -> None:
+        """Until `ready_path` answers; a process that exits has rejected the configuration."""
         http = PrometheusHttp(self.url, timeout=1.0)
-        while time.monotonic() < deadline:
+
+        def probe() -> None:
+            assert self.process is not None
             if self.process.poll() is not None:
-                text = (self.directory / "prometheus.log").read_text(errors="replace")
+                text = self._log()
                 self.process = None
-                raise PrometheusConfigRejected(_rejection(text, plan, self.config_file))
-            try:
-                http.request("GET", "/-/ready")
-                return
-            except PrometheusError:
-                time.sleep(0.05)
-        self.stop()
-        raise PrometheusUnavailable(
-            f"devloop's embedded Prometheus ({self.binary}) was not ready on {self.url} "
-            f"within {self.startup_timeout:g} s; see {self.directory / 'prometheus.log'}"
+                raise PrometheusConfigRejected(self._rejection(text, plan))
+            http.request("GET", self.ready_path)
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_delay(self.startup_timeout),
+            wait=tenacity.wait_fixed(self.startup_poll),
+            # Not answering yet is retried; a rejected configuration is final.
+            retry=tenacity.retry_if_exception(
+                lambda e: (
+                    isinstance(e, PrometheusError) and not isinstance(e, PrometheusConfigRejected)
+                )
+            ),
         )
+        try:
+            retrying(probe)
+        except tenacity.RetryError as e:
+            self.stop()
+            raise PrometheusUnavailable(
+                f"{self.scraper_name} ({self.binary}) was not ready on {self.url} "
+                f"within {self.startup_timeout:g} s; see {self.directory / self.log_name}"
+            ) from e.last_attempt.exception()
+
+    def _log(self) -> str:
+        try:
+            return (self.directory / self.log_name).read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def _rejection(self, text: str, plan: ScrapePlan) -> str:
+        return _rejection(text, plan, self.config_file)
 
     def _reload(self, plan: ScrapePlan) -> None:
         try:

@@ -16,27 +16,26 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
-import time
 from pathlib import Path
 
+import tenacity
 import yaml
 
 from pytest_devloop.prometheus.targets import (
     POOL_LABEL,
     LocalPrometheus,
     PrometheusConfigRejected,
-    PrometheusError,
     PrometheusHttp,
     PrometheusUnavailable,
     ScrapePlan,
-    free_port,
     render_config,
 )
 
 __all__ = ["LocalVictoriaMetrics", "render_static_config"]
 
 RELOAD_TIMEOUT = 10.0
+_RELOADS = "vm_promscrape_config_reloads_total"
+_ERRORS = "vm_promscrape_config_reload_errors_total"
 _COUNTER = re.compile(r"^(vm_promscrape_config_reload[a-z_]*)(?:\{[^}]*\})? ([0-9.e+]+)$", re.M)
 
 
@@ -67,6 +66,10 @@ class LocalVictoriaMetrics(LocalPrometheus):
     """A `victoria-metrics` process on a free loopback port, configured from a `ScrapePlan`."""
 
     engine = "victoria-metrics"
+    log_name = "victoria-metrics.log"
+    ready_path = "/health"
+    startup_poll = 0.02
+    scraper_name = "devloop's embedded scraper"
 
     def apply(self, plan: ScrapePlan) -> None:
         """Write the configuration with the plan's targets; reload when it changed."""
@@ -84,45 +87,22 @@ class LocalVictoriaMetrics(LocalPrometheus):
             self._reload(plan)
         self._plan = plan
 
-    def _start(self, plan: ScrapePlan) -> None:
-        self.port = free_port()
-        log = (self.directory / "victoria-metrics.log").open("wb")
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                f"-promscrape.config={self.config_file}",
-                f"-httpListenAddr=127.0.0.1:{self.port}",
-                f"-storageDataPath={self.directory / 'data'}",
-                "-retentionPeriod=1d",
-                # Samples visible to queries as soon as they are stored (default: 30 s late),
-                # and no cached answers between a test's queries.
-                "-search.latencyOffset=0s",
-                "-search.disableCache",
-                "-loggerLevel=WARN",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        deadline = time.monotonic() + self.startup_timeout
-        http = PrometheusHttp(self.url, timeout=1.0)
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                text = self._log()
-                self.process = None
-                raise PrometheusConfigRejected(_rejected(text, plan, self.config_file))
-            try:
-                http.request("GET", "/health")
-                return
-            except PrometheusError:
-                time.sleep(0.02)
-        self.stop()
-        raise PrometheusUnavailable(
-            f"devloop's embedded scraper ({self.binary}) was not ready on {self.url} "
-            f"within {self.startup_timeout:g} s; see {self.directory / 'victoria-metrics.log'}"
-        )
+    def _command(self) -> list[str]:
+        return [
+            self.binary,
+            f"-promscrape.config={self.config_file}",
+            f"-httpListenAddr=127.0.0.1:{self.port}",
+            f"-storageDataPath={self.directory / 'data'}",
+            "-retentionPeriod=1d",
+            # Samples visible to queries as soon as they are stored (default: 30 s late),
+            # and no cached answers between a test's queries.
+            "-search.latencyOffset=0s",
+            "-search.disableCache",
+            "-loggerLevel=WARN",
+        ]
+
+    def _rejection(self, text: str, plan: ScrapePlan) -> str:
+        return _rejected(text, plan, self.config_file)
 
     def _counters(self) -> dict[str, float]:
         text = PrometheusHttp(self.url, timeout=2.0).request("GET", "/metrics").decode()
@@ -132,29 +112,26 @@ class LocalVictoriaMetrics(LocalPrometheus):
         assert self.process is not None
         before = self._counters()
         self.process.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + RELOAD_TIMEOUT
-        while time.monotonic() < deadline:
-            now = self._counters()
-            if now.get("vm_promscrape_config_reload_errors_total", 0) > before.get(
-                "vm_promscrape_config_reload_errors_total", 0
-            ):
-                raise PrometheusConfigRejected(_rejected(self._log(), plan, self.config_file))
-            if now.get("vm_promscrape_config_reloads_total", 0) > before.get(
-                "vm_promscrape_config_reloads_total", 0
-            ):
-                self.reloads += 1
-                return
-            time.sleep(0.005)
-        raise PrometheusUnavailable(
-            f"devloop's embedded scraper ({self.binary}) did not reload its configuration "
-            f"within {RELOAD_TIMEOUT:g} s; see {self.directory / 'victoria-metrics.log'}"
-        )
 
-    def _log(self) -> str:
+        def reloaded() -> bool:
+            now = self._counters()
+            if now.get(_ERRORS, 0) > before.get(_ERRORS, 0):
+                raise PrometheusConfigRejected(_rejected(self._log(), plan, self.config_file))
+            return now.get(_RELOADS, 0) > before.get(_RELOADS, 0)
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_delay(RELOAD_TIMEOUT),
+            wait=tenacity.wait_fixed(0.005),
+            retry=tenacity.retry_if_result(lambda done: not done),  # errors are final
+        )
         try:
-            return (self.directory / "victoria-metrics.log").read_text(errors="replace")
-        except OSError:
-            return ""
+            retrying(reloaded)
+        except tenacity.RetryError:
+            raise PrometheusUnavailable(
+                f"devloop's embedded scraper ({self.binary}) did not reload its configuration "
+                f"within {RELOAD_TIMEOUT:g} s; see {self.directory / self.log_name}"
+            ) from None
+        self.reloads += 1
 
     def http(self) -> PrometheusHttp:
         return PrometheusHttp(
