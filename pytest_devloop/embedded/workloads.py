@@ -18,6 +18,12 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_devloop.embedded import errors
+from pytest_devloop.embedded.deployment_status import (
+    Rollout,
+    conditions_for,
+    counts_for,
+    wake_after,
+)
 from pytest_devloop.embedded.kubelet import pod_fits_node
 from pytest_devloop.embedded.reconcile import (
     Context,
@@ -25,7 +31,6 @@ from pytest_devloop.embedded.reconcile import (
     Handler,
     Key,
     annotations_of,
-    condition,
     controller_keys,
     controller_ref,
     get_int,
@@ -39,7 +44,6 @@ from pytest_devloop.embedded.reconcile import (
     pod_is_active,
     pod_is_ready,
     pod_is_terminal,
-    set_condition,
     template_hash,
 )
 from pytest_devloop.embedded.store import Change, clone, meta
@@ -468,136 +472,24 @@ class DeploymentController(Controller):
         created: bool,
     ) -> None:
         ctx = self.ctx
-        all_rs = ([new_rs] if new_rs is not None else []) + olds
-        old_status = d.get("status") or {}
-        total = sum(_status_int(r, "replicas") for r in all_rs)
-        updated = _status_int(new_rs, "replicas") if new_rs is not None else 0
-        ready = sum(_status_int(r, "readyReplicas") for r in all_rs)
-        available = sum(_status_int(r, "availableReplicas") for r in all_rs)
-        status: Obj = {
-            "observedGeneration": meta(d).get("generation", 1),
-            "replicas": total,
-            "updatedReplicas": updated,
-            "readyReplicas": ready,
-            "availableReplicas": available,
-            "unavailableReplicas": max(replicas - available, 0),
-        }
-        _omit_zero(
-            status,
-            "replicas",
-            "updatedReplicas",
-            "readyReplicas",
-            "availableReplicas",
-            "unavailableReplicas",
+        rollout = Rollout.of(
+            d,
+            new_rs,
+            olds,
+            replicas=replicas,
+            max_unavailable=max_unavailable,
+            created=created,
+            wall=ctx.wall,
         )
-        if old_status.get("collisionCount"):
-            status["collisionCount"] = old_status["collisionCount"]
-        now = ctx.now()
-        conds = list(old_status.get("conditions") or [])
-        if available >= replicas - max_unavailable:
-            conds = set_condition(
-                conds,
-                "Available",
-                "True",
-                "MinimumReplicasAvailable",
-                "Deployment has minimum availability.",
-                now=now,
-                update_time=True,
+        status = counts_for(d, rollout)
+        status["conditions"] = conditions_for(d, rollout, now=ctx.now())
+        remaining = wake_after(rollout)
+        if remaining is not None:
+            m = meta(d)
+            # One second of slack: condition timestamps have whole-second resolution.
+            ctx.enqueue_after(
+                remaining + 1, Key("deployment", str(m.get("namespace")), str(m.get("name")))
             )
-        else:
-            conds = set_condition(
-                conds,
-                "Available",
-                "False",
-                "MinimumReplicasUnavailable",
-                "Deployment does not have minimum availability.",
-                now=now,
-                update_time=True,
-            )
-        rs_name = meta(new_rs).get("name") if new_rs is not None else ""
-        spec = d.get("spec") or {}
-        prev = condition(d, "Progressing") or {}
-        old_total = sum(_status_int(r, "replicas") for r in olds)
-        progressed = (
-            updated > get_int(old_status.get("updatedReplicas"), 0)
-            or ready > get_int(old_status.get("readyReplicas"), 0)
-            or available > get_int(old_status.get("availableReplicas"), 0)
-            or old_total
-            < get_int(old_status.get("replicas"), 0) - get_int(old_status.get("updatedReplicas"), 0)
-        )
-        complete = (
-            new_rs is not None
-            and updated == replicas
-            and total == replicas
-            and available == replicas
-            and old_total == 0
-        )
-        deadline = spec.get("progressDeadlineSeconds")
-        if spec.get("paused"):
-            conds = set_condition(
-                conds,
-                "Progressing",
-                "Unknown",
-                "DeploymentPaused",
-                "Deployment is paused",
-                now=now,
-                update_time=True,
-            )
-        elif complete:
-            conds = set_condition(
-                conds,
-                "Progressing",
-                "True",
-                "NewReplicaSetAvailable",
-                f'ReplicaSet "{rs_name}" has successfully progressed.',
-                now=now,
-                update_time=True,
-            )
-        elif created:
-            conds = set_condition(
-                conds,
-                "Progressing",
-                "True",
-                "NewReplicaSetCreated",
-                f'Created new replica set "{rs_name}"',
-                now=now,
-                update_time=True,
-            )
-        elif progressed or prev.get("reason") in (
-            None,
-            "NewReplicaSetAvailable",
-            "DeploymentPaused",
-        ):
-            conds = set_condition(
-                conds,
-                "Progressing",
-                "True",
-                "ReplicaSetUpdated",
-                f'ReplicaSet "{rs_name}" is progressing.',
-                now=now,
-                update_time=True,
-                touch=progressed,
-            )
-        elif prev.get("reason") != "ProgressDeadlineExceeded" and isinstance(deadline, int):
-            last = parse_time(prev.get("lastUpdateTime")) or ctx.wall()
-            remaining = last + deadline - ctx.wall()
-            if remaining <= 0:
-                conds = set_condition(
-                    conds,
-                    "Progressing",
-                    "False",
-                    "ProgressDeadlineExceeded",
-                    f'ReplicaSet "{rs_name}" has timed out progressing.',
-                    now=now,
-                    update_time=True,
-                )
-            else:
-                m = meta(d)
-                # One second of slack: condition timestamps have whole-second resolution.
-                ctx.enqueue_after(
-                    remaining + 1, Key("deployment", str(m.get("namespace")), str(m.get("name")))
-                )
-        status["conditions"] = conds
         ctx.update_status(ctx.deployments, d, status)
 
 
