@@ -23,10 +23,13 @@ from typing import Any
 
 # Private files and the identity live with the config (`config.project`), which every
 # layer may read; re-exported here for the sync's callers.
-from pytest_devloop.config.project import PROJECT_ID_FILE as PROJECT_ID_FILE
-from pytest_devloop.config.project import private_dir as private_dir
-from pytest_devloop.config.project import project_id as project_id
-from pytest_devloop.config.project import secure_tree as secure_tree
+from pytest_devloop.config.project import PROJECT_ID_FILE, private_dir, project_id, secure_tree
+
+__all__ = [
+    "ADOPT_HINT", "ARTIFACT_LABEL", "PROJECT_ID_FILE", "PROJECT_LABEL", "REDACTED_PREFIX",
+    "is_redacted", "is_secret", "legacy", "owner_of", "private_dir", "project_id", "redact",
+    "secure_tree", "value_digest",
+]  # fmt: skip
 
 PROJECT_LABEL = "devloop.dev/project"
 ARTIFACT_LABEL = "devloop.dev/artifact"
