@@ -2,7 +2,7 @@
 
 Run: `python bench/bench_selection_scenarios.py [--deployer devloop|helm] [--json FILE]`
 
-The scenario project of `tests/test_selection_scenarios.py` (a chart with a version
+The scenario project of `tests/selection/test_selection_scenarios.py` (a chart with a version
 toggle, a ConfigMap, a ServiceMonitor no Prometheus selects, a cluster-scoped ClusterRole;
 nine tests) is copied to a temporary folder and run with `python -m pytest` on its own
 embedded cluster. For each edit (replicas, routes, a pruned version, a ConfigMap key, a
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _suite() -> Any:
     spec = importlib.util.spec_from_file_location(
-        "selection_scenarios", ROOT / "tests" / "test_selection_scenarios.py"
+        "selection_scenarios", ROOT / "tests" / "selection" / "test_selection_scenarios.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

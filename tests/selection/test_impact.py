@@ -1208,7 +1208,7 @@ def test_summary_lines() -> None:
 # -- the real chart --------------------------------------------------------------------------
 
 
-EXAMPLE_CHART = Path(__file__).resolve().parents[1] / "example_project" / "charts" / "sms-checker"
+EXAMPLE_CHART = Path(__file__).resolve().parents[2] / "example_project" / "charts" / "sms-checker"
 
 
 def test_real_chart_gives_the_same_graph_and_selection(tool: Callable[[str], str]) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pytest_devloop.run.progress import Progress
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_terminal_line_is_rewritten_then_erased() -> None:

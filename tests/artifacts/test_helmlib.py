@@ -20,7 +20,7 @@ import pytest
 from pytest_devloop.artifacts import helmlib
 from pytest_devloop.artifacts.render import HelmTool, RenderError, render_chart
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHARTS = ROOT / "tests" / "data" / "render" / "charts"
 EXAMPLE = ROOT / "example_project" / "charts" / "sms-checker"
 API_VERSIONS = [

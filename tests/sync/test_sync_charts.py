@@ -32,7 +32,7 @@ from pytest_devloop.embedded.cluster import EmbeddedCluster
 from pytest_devloop.embedded.controllers import SimulationConfig
 from pytest_devloop.sync.syncer import Syncer, SyncResult
 
-DATA = Path(__file__).parent / "data" / "sync"
+DATA = Path(__file__).resolve().parents[1] / "data" / "sync"
 SECONDS = r"\d+\.\d\d s"
 
 

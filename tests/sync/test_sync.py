@@ -46,7 +46,7 @@ from pytest_devloop.embedded.store import Change
 from pytest_devloop.sync.state import SCHEMA_VERSION, ClusterState, StateStore
 from pytest_devloop.sync.syncer import INVENTORY_PREFIX, Syncer, SyncResult
 
-DATA = Path(__file__).parent / "data" / "sync"
+DATA = Path(__file__).resolve().parents[1] / "data" / "sync"
 SECONDS = r"\d+\.\d\d s"
 PROD_SERVER = "https://api.prod.example.com:443"
 

@@ -32,7 +32,7 @@ from pytest_devloop.artifacts.render import (
     uses_lookup,
 )
 
-DATA = Path(__file__).parent / "data" / "render"
+DATA = Path(__file__).resolve().parents[1] / "data" / "render"
 CHARTS = DATA / "charts"
 SHOP = CHARTS / "shop"
 
@@ -321,7 +321,7 @@ def test_find_helm(
         project / ".tools" / "helm4" / "helm"
     )
     monkeypatch.chdir(tmp_path)
-    # (Without the in-process Helm of the [helm] extra: tests/test_helmlib.py covers it.)
+    # (Without the in-process Helm of the [helm] extra: tests/artifacts/test_helmlib.py covers it.)
     monkeypatch.setenv("DEVLOOP_HELM_BACKEND", "cli")
     with pytest.raises(RenderError) as info:
         HelmTool.find(start=tmp_path / "elsewhere")

@@ -29,7 +29,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-DATA = Path(__file__).resolve().parent / "data" / "selection" / "shop"
+DATA = Path(__file__).resolve().parents[1] / "data" / "selection" / "shop"
 VALUES = "charts/shop/values.yaml"
 
 V2SVC = "tests/test_shop.py::test_v2_service_routes_to_v2"

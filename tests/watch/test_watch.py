@@ -24,7 +24,7 @@ import pytest
 
 from conftest import find_tool
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "example_project"
 
 pytestmark = pytest.mark.skipif(find_tool("helm4") is None, reason="helm4 is not installed")

@@ -50,8 +50,8 @@ from pytest_devloop.artifacts.images import (
 from pytest_devloop.artifacts.render import HelmTool, render_chart
 from pytest_devloop.config.model import ChartRelease, Config, ConfigError, ImageSpec, parse_config
 
-DATA = Path(__file__).parent / "data" / "images"
-ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parents[1] / "data" / "images"
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "example_project"
 
 
