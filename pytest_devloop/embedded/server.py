@@ -1,10 +1,12 @@
-"""The embedded cluster's HTTP front: routing, auth, content negotiation, verbs, watches.
+"""The embedded cluster's HTTP front: routing, auth, content negotiation, watches.
 
-Owns the Kubernetes REST surface: discovery, `/version`, OpenAPI, health, and for every
-resource the verbs get/list/watch/create/update/patch/delete/deletecollection plus the
-`status`, `scale`, `log`, `binding`, `eviction` and `finalize` subresources. Objects live
-in `store.Store`; patch and apply semantics come from `patch` and `apply`; defaults and
-allocations from the admission hook the controllers provide.
+Owns the entry to the Kubernetes REST surface: `ApiServer` routes each request (health,
+discovery, `/version`, OpenAPI, and per resource the verbs get/list/watch/create/update/
+patch/delete/deletecollection plus the `status`, `scale`, `log`, `binding`, `eviction`,
+`token` and `finalize` subresources) to its verb group in `api/`, and `Handler` serves
+the connection: authentication, request bodies, responses, watch and log streams.
+Objects live in `store.Store`; patch and apply semantics come from `k8s.patch` and
+`k8s.apply`; defaults and allocations from the admission hook the controllers provide.
 
 Responses are always JSON with an explicit `Content-Type` (client-go would otherwise try
 to decode protobuf) and are written in one `send` on a `TCP_NODELAY` socket: a Python
@@ -16,109 +18,45 @@ from __future__ import annotations
 
 import logging
 import queue
-import random
 import select
 import socket
 import ssl
-import string
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import yaml
-
 from pytest_devloop.embedded import auth as authn
-from pytest_devloop.embedded import bodies, disruption, errors, listing, openapi, printers
+from pytest_devloop.embedded import bodies, errors, printers
+from pytest_devloop.embedded.api.context import Admit, ApiContext, Request, _no_admit
+from pytest_devloop.embedded.api.discovery import Discovery
+from pytest_devloop.embedded.api.reads import Reads
+from pytest_devloop.embedded.api.subresources import Subresources
+from pytest_devloop.embedded.api.writes import Writes
 from pytest_devloop.embedded.errors import ApiError
-from pytest_devloop.embedded.store import Change, Obj, Store, clone, dumps, meta, now_rfc3339
+from pytest_devloop.embedded.store import Change, Obj, Store, dumps, meta
 from pytest_devloop.embedded.validation import Validation
-from pytest_devloop.k8s import apply as ssa
-from pytest_devloop.k8s import patch as patching
-from pytest_devloop.k8s.resources import ResourceType, api_group, api_resource_list
-from pytest_devloop.k8s.selectors import (
-    SelectorError,
-    field_selector_name,
-    format_label_selector,
-    parse_field_selector,
-    parse_label_selector,
-)
+from pytest_devloop.k8s.resources import Registry, ResourceType, api_group, api_resource_list
+from pytest_devloop.k8s.selectors import field_selector_name
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = bodies.MAX_BODY
-# Resources whose registry answers a DELETE with the deleted object rather than a Status
-# (typed clients decode the reply as that kind: `delete_namespaced_service` -> V1Service).
-_RETURNS_DELETED_OBJECT = frozenset(
-    {
-        "pods",
-        "services",
-        "serviceaccounts",
-        "persistentvolumeclaims",
-        "persistentvolumes",
-        "podtemplates",
-        "resourcequotas",
-        "admissionregistration.k8s.io/mutatingwebhookconfigurations",
-        "admissionregistration.k8s.io/validatingwebhookconfigurations",
-    }
-)
 MAX_DISCARD = 64 * 1024 * 1024  # an oversized body up to this is read and dropped
 # What real clusters let anyone read (the system:public-info-viewer role); kubectl's
 # version dispatcher asks /version before it sends any credentials.
 PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
-KUBE_VERSION = "v1.33.0"
-
-
-class Admit(Protocol):
-    def __call__(
-        self, rt: ResourceType, obj: Obj, old: Obj | None, *, dry_run: bool = False
-    ) -> None: ...
-
-
-def _no_admit(rt: ResourceType, obj: Obj, old: Obj | None, *, dry_run: bool = False) -> None:
-    return None
-
-
-class Request:
-    """One parsed API request: the resource it addresses and its query."""
-
-    def __init__(self, method: str, path: str, query: dict[str, list[str]]) -> None:
-        self.method = method
-        self.path = path
-        self.query = query
-        self.group = ""
-        self.version = ""
-        self.rt: ResourceType | None = None
-        self.namespace: str | None = None
-        self.name: str | None = None
-        self.sub: str | None = None
-        self.rest: list[str] = []
-        self.content_type = ""
-        self.accept = ""
-        self.user_agent = ""
-        self.body = b""
-        self.identity: authn.Identity = authn.ADMIN
-        self.table_headers_sent = False  # a Table watch sends its columns once
-        # `Warning` headers of the answer (unknown fields under fieldValidation=Warn, ...).
-        self.warnings: list[str] = []
-
-    def body_text(self) -> str:
-        try:
-            return self.body.decode()
-        except UnicodeDecodeError as e:
-            raise errors.bad_request(f"the request body is not valid UTF-8: {e}") from e
-
-    def q(self, key: str, default: str = "") -> str:
-        values = self.query.get(key)
-        return values[0] if values else default
-
-    def flag(self, key: str) -> bool:
-        return self.q(key).lower() in ("true", "1")
 
 
 class ApiServer:
-    """State shared by all request threads of one embedded cluster."""
+    """One embedded cluster's API: routes each request to its verb group.
+
+    The groups (`api/`) share one `ApiContext`; this class owns what is per server: the
+    bearer token, the watch bookmark interval, the request counters and the stop event,
+    and serving CRDs as soon as they are stored.
+    """
 
     def __init__(
         self,
@@ -129,18 +67,63 @@ class ApiServer:
         bookmark_interval: float = 5.0,
         signer: authn.TokenSigner | None = None,
     ) -> None:
-        self.store = store
-        self.registry = store.registry
+        self.ctx = ApiContext(store, signer or authn.TokenSigner(), admit)
         self.token = token
-        self.signer = signer or authn.TokenSigner()
-        self.admit = admit
-        self.validation = Validation(store)
         self.bookmark_interval = bookmark_interval
         self.started = time.time()
         self.stopping = threading.Event()
         self.request_count = 0
         self.write_requests = 0
+        self.discovery = Discovery(self.ctx)
+        self.reads = Reads(self.ctx)
+        self.writes = Writes(self.ctx)
+        self.subresources = Subresources(self.ctx)
+        # Subresource verbs by name; `status` and `finalize` go through the main verbs.
+        self._subresource_verbs: dict[str, Callable[[Request], tuple[int, Any, str]]] = {
+            "token": self.subresources.do_token,
+            "ephemeralcontainers": self.subresources.do_ephemeral_containers,
+            "scale": self.subresources.do_scale,
+            "log": self.subresources.do_log_request,
+            "binding": self.subresources.do_pod_action_request,
+            "eviction": self.subresources.do_pod_action_request,
+            "proxy": self.subresources.do_proxy,
+        }
+        self._collection_verbs: dict[str, Callable[[Request], tuple[int, Any, str]]] = {
+            "GET": self.reads.do_list,
+            "POST": self.writes.do_create,
+            "DELETE": self.writes.do_delete_collection,
+        }
+        self._object_verbs: dict[str, Callable[[Request], tuple[int, Any, str]]] = {
+            "GET": self.reads.do_get,
+            "PUT": self.writes.do_update,
+            "PATCH": self.writes.do_patch,
+            "DELETE": self.writes.do_delete,
+        }
         store.add_listener(self._on_change)
+
+    @property
+    def store(self) -> Store:
+        return self.ctx.store
+
+    @property
+    def registry(self) -> Registry:
+        return self.ctx.registry
+
+    @property
+    def signer(self) -> authn.TokenSigner:
+        return self.ctx.signer
+
+    @property
+    def validation(self) -> Validation:
+        return self.ctx.validation
+
+    @property
+    def admit(self) -> Admit:
+        return self.ctx.admit
+
+    @admit.setter
+    def admit(self, admit: Admit) -> None:
+        self.ctx.admit = admit
 
     # CRDs are served as soon as they are stored, and their objects vanish with them.
     def _on_change(self, change: Change) -> None:
@@ -178,22 +161,22 @@ class ApiServer:
         if head in ("healthz", "readyz", "livez"):
             return 200, b"ok", "text/plain; charset=utf-8"
         if head == "version":
-            return 200, self.version_info(), ""
+            return 200, self.discovery.version_info(), ""
         if head == "devloop" and parts[1:] == ["status"]:
             return 200, self.devloop_status(), ""
         if head == ".well-known" and parts[1:] == ["openid-configuration"]:
-            return 200, self.openid_configuration(), ""
+            return 200, self.discovery.openid_configuration(), ""
         if head == "openid" and parts[1:] == ["v1", "jwks"]:
             return 200, self.signer.jwks(), "application/jwk-set+json"
         if head == "openapi":
-            return self.route_openapi(parts, req)
+            return self.discovery.route_openapi(parts, req)
         if head == "api":
             if len(parts) == 1:
-                return 200, self.api_versions(), ""
+                return 200, self.discovery.api_versions(), ""
             req.group, req.version, rest = "", parts[1], parts[2:]
         elif head == "apis":
             if len(parts) == 1:
-                return 200, self.api_group_list(), ""
+                return 200, self.discovery.api_group_list(), ""
             if len(parts) == 2:
                 versions = self.registry.groups().get(parts[1])
                 if not versions or parts[1] == "":
@@ -241,7 +224,6 @@ class ApiServer:
                 raise errors.path_not_found(req.path)
 
     def dispatch(self, req: Request) -> tuple[int, Any, str]:
-        m = req.method
         assert req.rt is not None
         if req.rt.key == "endpoints":
             # kube-apiserver 1.33 marks the v1 Endpoints API deprecated on every request.
@@ -249,118 +231,16 @@ class ApiServer:
                 "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"
             )
         if not req.rt.stored:
-            # The review kinds: answered on create, never stored.
-            if m == "POST" and req.name is None:
-                body = self.body_object(req)
-                self.check_kind(req, body)
-                answer = authn.review(
-                    req.rt.kind, body, req.identity, self.signer, namespace=req.namespace
-                )
-                answer["apiVersion"] = req.rt.api_version(req.version)
-                return 201, answer, ""
-            raise errors.method_not_allowed()
-        if req.sub == "token":
-            if m != "POST":
-                raise errors.method_not_allowed()
-            sa = self.must_get(req)
-            body = self.decode(req, require_object=False) or {}
-            self.check_bound_object(req, body)
-            return 201, authn.token_request(self.signer, sa, body), ""
-        if req.sub == "ephemeralcontainers":
-            self.must_get(req)
-            raise ApiError(
-                405,
-                "MethodNotAllowed",
-                "the embedded cluster does not run ephemeral containers (kubectl debug): "
-                "debug on a real cluster, or run a debugging Pod next to this one",
-            )
+            return self.subresources.do_review(req)
+        verbs = self._object_verbs
+        if req.sub in self._subresource_verbs:
+            return self._subresource_verbs[req.sub](req)
         if req.name is None:
-            if m == "GET":
-                return self.do_list(req)
-            if m == "POST":
-                return self.do_create(req)
-            if m == "DELETE":
-                return self.do_delete_collection(req)
+            verbs = self._collection_verbs
+        verb = verbs.get(req.method)
+        if verb is None:
             raise errors.method_not_allowed()
-        if req.sub == "scale":
-            if m == "GET":
-                return 200, self.scale_of(req), ""
-            if m in ("PUT", "PATCH"):
-                return self.do_scale_write(req)
-            raise errors.method_not_allowed()
-        if req.sub == "log":
-            if m == "GET":
-                return self.do_log(req)
-            raise errors.method_not_allowed()
-        if req.sub in ("binding", "eviction"):
-            if m == "POST":
-                return self.do_pod_action(req)
-            raise errors.method_not_allowed()
-        if req.sub == "proxy":
-            if req.rt is not None and req.rt.key == "services":
-                return self.do_service_proxy(req)
-            raise errors.ApiError(
-                503, "ServiceUnavailable", "the embedded cluster does not proxy to this resource"
-            )
-        if m == "GET":
-            obj = self.present(req.rt, self.must_get(req), req.version)
-            table_version = printers.wants_table(req.accept)
-            if table_version:
-                list_meta = {"resourceVersion": meta(obj).get("resourceVersion", "")}
-                return 200, self.as_table(req, [obj], list_meta, table_version), "application/json"
-            return 200, obj, ""
-        if m == "PUT":
-            return self.do_update(req)
-        if m == "PATCH":
-            return self.do_patch(req)
-        if m == "DELETE":
-            return self.do_delete(req)
-        raise errors.method_not_allowed()
-
-    def route_openapi(self, parts: list[str], req: Request) -> tuple[int, Any, str]:
-        if parts[1:2] == ["v2"]:
-            if "protobuf" in req.accept:
-                return (
-                    200,
-                    openapi.swagger_v2_protobuf(KUBE_VERSION),
-                    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
-                )
-            return 200, openapi.swagger_v2(KUBE_VERSION, self.registry, self.crds()), ""
-        if parts[1:2] == ["v3"]:
-            if len(parts) == 2:
-                return 200, openapi.index_document(self.registry, KUBE_VERSION, self.crds()), ""
-            if parts[2] == "api" and len(parts) == 4:
-                group, version = "", parts[3]
-            elif parts[2] == "apis" and len(parts) == 5:
-                group, version = parts[3], parts[4]
-            else:
-                raise errors.path_not_found(req.path)
-            if not self.registry.in_group_version(group, version):
-                raise errors.path_not_found(req.path)
-            return (
-                200,
-                openapi.group_version_document(
-                    self.registry, group, version, KUBE_VERSION, self.crds()
-                ),
-                "",
-            )
-        raise errors.path_not_found(req.path)
-
-    # -- discovery ----------------------------------------------------------------
-
-    def version_info(self) -> dict[str, Any]:
-        major, minor = KUBE_VERSION.lstrip("v").split(".")[:2]
-        return {
-            "major": major,
-            "minor": minor,
-            "gitVersion": KUBE_VERSION,
-            "gitCommit": "0000000000000000000000000000000000000000",
-            "gitTreeState": "clean",
-            "buildDate": "2026-01-01T00:00:00Z",
-            "goVersion": "go1.24.0",
-            "compiler": "gc",
-            "platform": "linux/amd64",
-        }
+        return verb(req)
 
     def devloop_status(self) -> dict[str, Any]:
         return {
@@ -371,929 +251,6 @@ class ApiServer:
             "writes": self.store.write_count,
             "writeRequests": self.write_requests,
         }
-
-    def api_versions(self) -> dict[str, Any]:
-        return {
-            "kind": "APIVersions",
-            "versions": ["v1"],
-            "serverAddressByClientCIDRs": [
-                {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}
-            ],
-        }
-
-    def api_group_list(self) -> dict[str, Any]:
-        groups = [api_group(g, v) for g, v in self.registry.groups().items() if g]
-        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
-
-    # -- helpers ------------------------------------------------------------------
-
-    def present(self, rt: ResourceType | None, obj: Obj, version: str) -> Obj:
-        """The object as served at `version`: apiVersion and kind always set."""
-        assert rt is not None
-        api_version = rt.api_version(version)
-        if obj.get("apiVersion") == api_version and obj.get("kind") == rt.kind:
-            return obj
-        out = dict(obj)
-        out["apiVersion"] = api_version
-        out["kind"] = rt.kind
-        return out
-
-    def crds(self) -> dict[str, Obj]:
-        crd_rt = self.registry.get("apiextensions.k8s.io", "customresourcedefinitions")
-        if crd_rt is None:
-            return {}
-        items, _ = self.store.list(crd_rt)
-        return {str(meta(c).get("name", "")): c for c in items}
-
-    def crd_of(self, rt: ResourceType) -> Obj | None:
-        if rt.builtin or not rt.crd_name:
-            return None
-        crd_rt = self.registry.get("apiextensions.k8s.io", "customresourcedefinitions")
-        return self.store.get(crd_rt, None, rt.crd_name) if crd_rt is not None else None
-
-    def crd_field_labels(self, rt: ResourceType) -> frozenset[str]:
-        """A CRD's `selectableFields` (with the leading dot dropped) for field selectors."""
-        crd = self.crd_of(rt)
-        if crd is None:
-            return frozenset()
-        out: set[str] = set()
-        for v in (crd.get("spec") or {}).get("versions") or []:
-            for f in v.get("selectableFields") or []:
-                out.add(str(f.get("jsonPath", "")).lstrip("."))
-        return frozenset(out)
-
-    def as_table(
-        self, req: Request, items: list[Obj], list_meta: dict[str, Any], table_version: str
-    ) -> bytes:
-        """`kubectl get`'s view: the kind's printer columns (CRD ones for custom resources)."""
-        rt = req.rt
-        assert rt is not None
-        include = req.q("includeObject")
-        if include not in ("", "None", "Object", "PartialObjectMetadata"):
-            raise errors.bad_request(
-                f'includeObject: Unsupported value: "{include}": supported values: '
-                '"None", "Object", "PartialObjectMetadata"'
-            )
-        if include == "Object":
-            items = [self.present(rt, o, req.version) for o in items]
-        return printers.table_json(
-            rt.key,
-            items,
-            table_version=table_version,
-            include_object=include,
-            crd=self.crd_of(rt),
-            version=req.version,
-            list_meta=list_meta,
-        )
-
-    def check_kind(self, req: Request, body: Obj) -> None:
-        rt = req.rt
-        assert rt is not None
-        kind = body.get("kind")
-        if kind and kind != rt.kind:
-            raise errors.bad_request(
-                f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})"
-            )
-
-    def check_bound_object(self, req: Request, body: Any) -> None:
-        """A token bound to a Pod, Secret or Node needs that object, with that uid."""
-        ref = (
-            ((body or {}).get("spec") or {}).get("boundObjectRef")
-            if isinstance(body, dict)
-            else None
-        )
-        if not isinstance(ref, dict):
-            return
-        plural = {"Pod": "pods", "Secret": "secrets", "Node": "nodes"}.get(str(ref.get("kind")))
-        rt = self.registry.get("", plural) if plural else None
-        if rt is None:
-            return  # an unsupported kind is refused by the TokenRequest validation
-        name = str(ref.get("name", ""))
-        obj = self.store.get(rt, req.namespace if rt.namespaced else None, name)
-        if obj is None:
-            raise errors.not_found(rt.plural, name)
-        uid = ref.get("uid")
-        if uid and uid != meta(obj).get("uid"):
-            raise errors.conflict(
-                rt.plural,
-                name,
-                "",
-                f"the UID in the bound object reference ({uid}) does not match the UID in "
-                f"record. The object might have been deleted and then recreated",
-            )
-
-    def openid_configuration(self) -> dict[str, Any]:
-        """Service-account issuer discovery: where the token keys are published."""
-        return {
-            "issuer": authn.ISSUER,
-            "jwks_uri": f"{authn.ISSUER}/openid/v1/jwks",
-            "response_types_supported": ["id_token"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["ES256"],
-        }
-
-    def do_service_proxy(self, req: Request) -> tuple[int, Any, str]:
-        """`services/[scheme:]name[:port]/proxy/...`: forward to one endpoint address.
-
-        Only addresses in 127.0.0.0/8 are forwarded to (the simulation's pod IPs, or a
-        hand-written Endpoints pointing at a local process): the embedded API server must
-        never become a way to reach other hosts. Anything else answers 503.
-        """
-        import http.client
-        from urllib.parse import urlencode
-
-        assert req.rt is not None and req.name is not None
-        parts = req.name.split(":")
-        scheme = parts[0] if len(parts) == 3 else "http"
-        name = parts[-2] if len(parts) == 3 else parts[0]
-        port_ref = parts[-1] if len(parts) >= 2 else ""
-        unavailable = "ServiceUnavailable"
-        svc = self.store.get(req.rt, req.namespace, name)
-        if svc is None:
-            raise errors.not_found(req.rt.plural, name, req.rt.group)
-        ports = (svc.get("spec") or {}).get("ports") or []
-        port = next(
-            (
-                p
-                for p in ports
-                if not port_ref or port_ref in (str(p.get("name", "")), str(p.get("port")))
-            ),
-            None,
-        )
-        if port is None:
-            raise ApiError(
-                503, unavailable, f'no service port "{port_ref}" found for service "{name}"'
-            )
-        endpoints_rt = self.registry.lookup("", "v1", "endpoints")
-        endpoints = (
-            self.store.get(endpoints_rt, req.namespace, name) if endpoints_rt is not None else None
-        )
-        target: tuple[str, int] | None = None
-        refused: list[str] = []
-        for subset in (endpoints or {}).get("subsets") or []:
-            ep_ports = subset.get("ports") or []
-            ep_port = next(
-                (
-                    p
-                    for p in ep_ports
-                    if len(ep_ports) == 1 or p.get("name", "") == port.get("name", "")
-                ),
-                None,
-            )
-            if ep_port is None:
-                continue
-            for address in subset.get("addresses") or []:
-                ip = str(address.get("ip", ""))
-                if ip.startswith("127."):
-                    target = (ip, int(ep_port.get("port") or 0))
-                    break
-                refused.append(ip)
-            if target is not None:
-                break
-        if target is None:
-            why = (
-                f"endpoints outside 127.0.0.0/8 are not proxied to ({', '.join(refused)})"
-                if refused
-                else "no endpoints available"
-            )
-            raise ApiError(503, unavailable, f'{why} for service "{name}"')
-        path = "/" + "/".join(req.rest)
-        if req.path.endswith("/") and req.rest:
-            path += "/"
-        if req.query:
-            path += "?" + urlencode(req.query, doseq=True)
-        headers = {"Accept": req.accept or "*/*"}
-        if req.content_type:
-            headers["Content-Type"] = req.content_type
-        if scheme == "https":
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                *target, timeout=30, context=ssl._create_unverified_context()
-            )
-        else:
-            conn = http.client.HTTPConnection(*target, timeout=30)
-        try:
-            conn.request(req.method, path, body=req.body or None, headers=headers)
-            resp = conn.getresponse()
-            body = resp.read()
-            ctype = resp.getheader("Content-Type") or "application/octet-stream"
-            return resp.status, body, ctype
-        except OSError as e:
-            raise ApiError(
-                503, unavailable, f"error trying to reach service: {target[0]}:{target[1]}: {e}"
-            ) from e
-        finally:
-            conn.close()
-
-    def must_get(self, req: Request) -> Obj:
-        assert req.rt is not None and req.name is not None
-        obj = self.store.get(req.rt, req.namespace, req.name)
-        if obj is None:
-            raise errors.not_found(req.rt.plural, req.name, req.rt.group)
-        return obj
-
-    def manager(self, req: Request, user_agent: str) -> str:
-        fm = req.q("fieldManager")
-        if fm:
-            if len(fm) > 128:
-                raise errors.invalid(
-                    "", "", "", [("fieldManager", "Too long: may not be more than 128 bytes")]
-                )
-            return fm
-        return user_agent.split("/", maxsplit=1)[0] or "unknown"
-
-    def check_body(self, req: Request, obj: Obj, *, require_name: bool) -> None:
-        rt = req.rt
-        assert rt is not None
-        api_version = obj.get("apiVersion")
-        kind = obj.get("kind")
-        if kind and kind != rt.kind:
-            raise errors.bad_request(
-                f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})"
-            )
-        if api_version and api_version != rt.api_version(req.version):
-            raise errors.bad_request(
-                f"the API version in the data ({api_version}) does not match the expected API "
-                f"version ({rt.api_version(req.version)})"
-            )
-        obj["apiVersion"] = rt.api_version(req.version)
-        obj["kind"] = rt.kind
-        m = obj.get("metadata")
-        if m is None:
-            m = obj["metadata"] = {}
-        if not isinstance(m, dict):
-            raise errors.bad_request("metadata must be an object")
-        if rt.namespaced:
-            ns = m.get("namespace")
-            if ns and req.namespace and ns != req.namespace:
-                raise errors.bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request"
-                )
-            if req.namespace:
-                m["namespace"] = req.namespace
-            elif not ns:
-                raise errors.bad_request("a namespaced object must be created in a namespace")
-        else:
-            m.pop("namespace", None)
-        if require_name and req.name is not None and m.get("name") not in (None, req.name):
-            raise errors.bad_request(
-                f"the name of the object ({m.get('name')}) does not match the name on the URL ({req.name})"
-            )
-        if req.name is not None:
-            m.setdefault("name", req.name)
-        if not m.get("name") and m.get("generateName"):
-            suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
-            m["name"] = f"{m['generateName']}{suffix}"
-        name = m.get("name")
-        if not name:
-            raise errors.invalid(
-                rt.kind,
-                "",
-                rt.group,
-                [("metadata.name", "Required value: name or generateName is required")],
-            )
-        if not isinstance(name, str):
-            raise errors.invalid(
-                rt.kind,
-                str(name),
-                rt.group,
-                [
-                    (
-                        "metadata.name",
-                        f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
-                        "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
-                    )
-                ],
-            )
-        for key in ("labels", "annotations"):
-            val = m.get(key)
-            if val is not None and (
-                not isinstance(val, dict) or not all(isinstance(v, str) for v in val.values())
-            ):
-                raise errors.invalid(
-                    rt.kind,
-                    name,
-                    rt.group,
-                    [(f"metadata.{key}", "Invalid value: values must be strings")],
-                )
-
-    def track(
-        self, rt: ResourceType, old: Obj | None, new: Obj, manager: str, subresource: str | None
-    ) -> Obj:
-        """Record a non-apply write in managedFields: the writer owns what it changed."""
-        return ssa.record_update(
-            old,
-            new,
-            manager,
-            operation="Update",
-            subresource=subresource,
-            now=now_rfc3339(),
-            kind=rt.kind,
-            api_group=rt.group,
-            status_subresource="status" in rt.subresources,
-        )
-
-    def dry_run(self, req: Request) -> bool:
-        values = req.query.get("dryRun", [])
-        for v in values:
-            if v != "All":
-                raise errors.bad_request(f"Invalid dry run value: {v}; supported: All")
-        return bool(values)
-
-    # -- reads --------------------------------------------------------------------
-
-    def do_list(self, req: Request) -> tuple[int, Any, str]:
-        rt = req.rt
-        assert rt is not None
-        try:
-            label_reqs = parse_label_selector(req.q("labelSelector"))
-            field_match = parse_field_selector(req.q("fieldSelector"))
-        except SelectorError as e:
-            raise errors.bad_request(str(e)) from e
-        listing.check_field_selector(rt, req.q("fieldSelector"), self.crd_field_labels(rt))
-        if req.q("watch").lower() in ("true", "1"):
-            return 200, ("WATCH", label_reqs, field_match), ""
-        if req.flag("sendInitialEvents"):
-            raise errors.invalid(
-                "ListOptions",
-                "",
-                "meta.k8s.io",
-                [("sendInitialEvents", "Forbidden: sendInitialEvents is forbidden for list")],
-            )
-        items, list_meta = listing.list_page(
-            self.store, rt, req.namespace, label_reqs, field_match, req.query
-        )
-        table_version = printers.wants_table(req.accept)
-        if table_version:
-            return 200, self.as_table(req, items, list_meta, table_version), "application/json"
-        api_version = rt.api_version(req.version)
-        encoded = [
-            self.store.encoded(o)
-            if o.get("apiVersion") == api_version and o.get("kind") == rt.kind
-            else dumps(dict(o, apiVersion=api_version, kind=rt.kind))
-            for o in items
-        ]
-        head = dumps({"kind": rt.list_kind_name, "apiVersion": api_version, "metadata": list_meta})
-        body = head[:-1] + b',"items":[' + b",".join(encoded) + b"]}"
-        return 200, body, "application/json"
-
-    def scale_of(self, req: Request) -> Obj:
-        rt = req.rt
-        assert rt is not None
-        obj = self.must_get(req)
-        m = meta(obj)
-        spec = obj.get("spec") or {}
-        status = obj.get("status") or {}
-        selector = spec.get("selector")
-        sel_text = format_label_selector(selector) if isinstance(selector, dict) else ""
-        return {
-            "kind": "Scale",
-            "apiVersion": "autoscaling/v1",
-            "metadata": {
-                k: m[k]
-                for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-                if k in m
-            },
-            "spec": {"replicas": spec.get("replicas", 0)},
-            "status": {"replicas": status.get("replicas", 0), "selector": sel_text},
-        }
-
-    def do_log(self, req: Request) -> tuple[int, Any, str]:
-        pod = self.must_get(req)
-        assert req.name is not None
-        lines = self.store.logs(req.namespace or "", req.name)
-        container = req.q("container")
-        containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
-        if container and container not in containers:
-            raise errors.bad_request(f"container {container} is not valid for pod {req.name}")
-        if req.flag("previous"):
-            # The simulation keeps the current container's log only; a previous one exists
-            # exactly when the container has restarted, and then its log is not kept.
-            name = container or (containers[0] if containers else "")
-            statuses = (pod.get("status") or {}).get("containerStatuses") or []
-            restarted = any(
-                cs.get("name") == name and (cs.get("lastState") or {}).get("terminated")
-                for cs in statuses
-            )
-            if not restarted:
-                raise errors.bad_request(
-                    f'previous terminated container "{name}" in pod "{req.name}" not found'
-                )
-            lines = []
-        tail = req.q("tailLines")
-        if tail:
-            lines = lines[-int(tail) :] if int(tail) > 0 else []
-        if req.flag("follow"):
-            return 200, ("FOLLOW", len(lines), lines), ""
-        body = "".join(line + "\n" for line in lines).encode()
-        return 200, body, "text/plain"
-
-    # -- writes -------------------------------------------------------------------
-
-    def do_create(self, req: Request) -> tuple[int, Any, str]:
-        rt = req.rt
-        assert rt is not None
-        obj = self.body_object(req)
-        self.check_body(req, obj, require_name=False)
-        dry = self.dry_run(req)
-        manager = self.manager(req, req.user_agent)
-        obj.pop("status", None) if rt.kind not in (
-            "Pod",
-            "Namespace",
-            "Event",
-        ) and "status" in rt.subresources else None
-        meta(obj).pop("uid", None)  # the server assigns identities; admission may need one
-        req.warnings += self.validation.decode(rt, req.version, obj, req.q("fieldValidation"))
-        self.admit(rt, obj, None, dry_run=dry)
-        self.validation.validate(rt, obj, None)
-        obj = self.track(rt, None, obj, manager, None)
-        stored = self.store.create(rt, obj, dry_run=dry)
-        if rt.key == "apiextensions.k8s.io/customresourcedefinitions" and not dry:
-            stored = self.establish_crd(stored)
-        return 201, self.present(rt, stored, req.version), ""
-
-    def establish_crd(self, crd: Obj) -> Obj:
-        """Custom resources are served at once, so the CRD reports Established at once."""
-        rt = self.registry.get("apiextensions.k8s.io", "customresourcedefinitions")
-        assert rt is not None
-        new = clone(crd)
-        now = now_rfc3339()
-        names = dict((crd.get("spec") or {}).get("names") or {})
-        names.setdefault("singular", str(names.get("kind", "")).lower())
-        names.setdefault("listKind", f"{names.get('kind', '')}List")
-        new["status"] = {
-            "acceptedNames": names,
-            "conditions": [
-                {
-                    "type": "NamesAccepted",
-                    "status": "True",
-                    "reason": "NoConflicts",
-                    "message": "no conflicts found",
-                    "lastTransitionTime": now,
-                },
-                {
-                    "type": "Established",
-                    "status": "True",
-                    "reason": "InitialNamesAccepted",
-                    "message": "the initial names have been accepted",
-                    "lastTransitionTime": now,
-                },
-            ],
-            "storedVersions": [
-                v.get("name")
-                for v in (crd.get("spec") or {}).get("versions") or []
-                if v.get("storage")
-            ],
-        }
-        return self.store.update(rt, new, subresource="status")
-
-    def do_update(self, req: Request) -> tuple[int, Any, str]:
-        rt = req.rt
-        assert rt is not None and req.name is not None
-        obj = self.body_object(req)
-        self.check_body(req, obj, require_name=True)
-        dry = self.dry_run(req)
-        if req.sub == "finalize":
-            return self.do_finalize(req, obj)
-        old = self.must_get(req)
-        expected = str(meta(obj).get("resourceVersion") or "")
-        manager = self.manager(req, req.user_agent)
-        if req.sub is None:
-            req.warnings += self.validation.decode(
-                rt, req.version, obj, req.q("fieldValidation"), old
-            )
-            self.admit(rt, obj, old, dry_run=dry)
-            self.validation.validate(rt, obj, old)
-        if "managedFields" not in meta(obj) and meta(old).get("managedFields"):
-            meta(obj)["managedFields"] = meta(old)["managedFields"]
-        obj = self.track(rt, old, obj, manager, req.sub)
-        stored = self.store.update(
-            rt, obj, expected_rv=expected or None, subresource=req.sub, dry_run=dry
-        )
-        if (
-            rt.key == "apiextensions.k8s.io/customresourcedefinitions"
-            and req.sub is None
-            and not dry
-        ):
-            stored = self.establish_crd(stored)
-        return 200, self.present(rt, stored, req.version), ""
-
-    def do_finalize(self, req: Request, obj: Obj) -> tuple[int, Any, str]:
-        rt = req.rt
-        assert rt is not None
-        old = self.must_get(req)
-        new = clone(old)
-        new["spec"] = dict(
-            new.get("spec") or {}, finalizers=(obj.get("spec") or {}).get("finalizers") or []
-        )
-        stored = self.store.update(rt, new)
-        return 200, self.present(rt, stored, req.version), ""
-
-    def do_patch(self, req: Request) -> tuple[int, Any, str]:
-        rt = req.rt
-        assert rt is not None and req.name is not None
-        ctype = req.content_type.split(";")[0].strip().lower()
-        dry = self.dry_run(req)
-        raw = req.body_text()
-        force = req.q("force")
-        if ctype in ("application/apply-patch+yaml", "application/apply-patch+cbor"):
-            return self.do_apply(req, raw, dry)
-        if force:
-            raise errors.invalid(
-                "PatchOptions",
-                "",
-                "meta.k8s.io",
-                [("force", "Forbidden: may not be specified for non-apply patch")],
-            )
-        try:
-            patch_doc = bodies.load_json(raw) if raw else None
-        except ValueError as e:
-            raise errors.bad_request(f"error decoding patch: {e}") from e
-        manager = self.manager(req, req.user_agent)
-        for _attempt in range(5):
-            old = self.must_get(req)
-            live = clone(old)
-            try:
-                if ctype == "application/json-patch+json":
-                    if not isinstance(patch_doc, list):
-                        raise errors.bad_request("json patch must be an array of operations")
-                    patched = patching.json_patch(live, patch_doc)
-                elif ctype == "application/merge-patch+json":
-                    patched = patching.merge_patch(live, patch_doc)
-                elif ctype == "application/strategic-merge-patch+json":
-                    if not rt.builtin:
-                        raise errors.unsupported_media(
-                            "the body of the request was in an unknown format - accepted media types include: "
-                            "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
-                        )
-                    if not isinstance(patch_doc, dict):
-                        raise errors.bad_request("strategic merge patch must be an object")
-                    patched = patching.strategic_merge_patch(live, patch_doc, rt.kind, rt.group)
-                else:
-                    raise errors.unsupported_media(
-                        f"the body of the request was in an unknown format - accepted media types include: "
-                        f"application/json-patch+json, application/merge-patch+json, "
-                        f"application/apply-patch+yaml, application/strategic-merge-patch+json (got {ctype!r})"
-                    )
-            except patching.PatchError as e:
-                raise ApiError(
-                    getattr(e, "code", 422),
-                    "Invalid" if getattr(e, "code", 422) == 422 else "BadRequest",
-                    str(e),
-                ) from e
-            if not isinstance(patched, dict):
-                raise errors.bad_request("the patch did not produce an object")
-            # A patch may reach deep (a JSON patch path has no depth limit): the result
-            # obeys the bodies' depth limit too. (Its size is the store's to judge.)
-            bodies.check_shape(patched, limit_size=False)
-            pm = patched.get("metadata")
-            if not isinstance(pm, dict):
-                raise errors.bad_request("the patch removed metadata")
-            want_rv = pm.get("resourceVersion")
-            if want_rv and want_rv != meta(old).get("resourceVersion"):
-                raise errors.conflict(
-                    rt.plural,
-                    req.name,
-                    rt.group,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                )
-            if pm.get("name") != req.name:
-                raise errors.bad_request("the patch may not change the object's name")
-            patched["apiVersion"] = old.get("apiVersion", rt.api_version(req.version))
-            patched["kind"] = rt.kind
-            if req.sub is None:
-                warnings = self.validation.decode(
-                    rt, req.version, patched, req.q("fieldValidation"), old
-                )
-                self.admit(rt, patched, old, dry_run=dry)
-                self.validation.validate(rt, patched, old)
-                req.warnings += warnings
-            patched = self.track(rt, old, patched, manager, req.sub)
-            try:
-                stored = self.store.update(
-                    rt,
-                    patched,
-                    expected_rv=str(meta(old).get("resourceVersion")),
-                    subresource=req.sub,
-                    dry_run=dry,
-                )
-            except ApiError as e:
-                # Another writer got in between our read and write: a patch is retried
-                # on the fresh object, as the real server does.
-                if e.code == 409 and not want_rv:
-                    continue
-                raise
-            return 200, self.present(rt, stored, req.version), ""
-        raise errors.conflict(
-            rt.plural, req.name, rt.group, "too many concurrent writers, try again"
-        )
-
-    def do_apply(self, req: Request, raw: str, dry: bool) -> tuple[int, Any, str]:
-        rt = req.rt
-        assert rt is not None and req.name is not None
-        manager = req.q("fieldManager")
-        if not manager:
-            raise errors.invalid(
-                "PatchOptions",
-                "",
-                "meta.k8s.io",
-                [("fieldManager", "Required value: is required for apply patch")],
-            )
-        force_text = req.q("force", "false").lower()
-        if force_text not in ("true", "false", "1", "0", ""):
-            raise errors.bad_request(f"invalid force value {force_text!r}")
-        force = force_text in ("true", "1")
-        try:
-            applied = bodies.load_yaml(raw) if raw.strip() else None
-        except yaml.YAMLError as e:
-            raise errors.bad_request(f"error decoding YAML: {e}") from e
-        if not isinstance(applied, dict):
-            raise errors.bad_request("apply patch must be an object")
-        if not applied.get("apiVersion") or not applied.get("kind"):
-            raise errors.bad_request("apiVersion and kind must be set in an apply patch")
-        if meta(applied).get("managedFields") is not None:
-            raise errors.bad_request("metadata.managedFields must be nil")
-        self.check_body(req, applied, require_name=True)
-        if req.sub is None:
-            self.validation.decode_applied(rt, req.version, applied)
-        # Built-in kinds refused unknown fields above; a custom resource's are pruned from
-        # the merged object, under the request's fieldValidation.
-        directive = "Ignore" if rt.builtin else req.q("fieldValidation")
-        for _attempt in range(5):
-            old = self.store.get(rt, req.namespace, req.name)
-            want_rv = meta(applied).get("resourceVersion")
-            if want_rv and (old is None or want_rv != meta(old).get("resourceVersion")):
-                raise errors.conflict(
-                    rt.plural,
-                    req.name,
-                    rt.group,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                )
-            try:
-                new = ssa.apply(
-                    clone(old) if old is not None else None,
-                    clone(applied),
-                    manager,
-                    force=force,
-                    kind=rt.kind,
-                    api_group=rt.group,
-                    now=now_rfc3339(),
-                    subresource=req.sub,
-                    status_subresource="status" in rt.subresources,
-                )
-            except ssa.ApplyConflict as e:
-                status = e.to_status()
-                status["details"].update(name=req.name, group=rt.group, kind=rt.plural)
-                raise ApiError(409, "Conflict", str(e.message), details=status["details"]) from e
-            new["apiVersion"] = (
-                rt.api_version(req.version) if old is None else old.get("apiVersion")
-            )
-            new["kind"] = rt.kind
-            try:
-                if old is None:
-                    new.pop("status", None) if "status" in rt.subresources else None
-                    meta(new).pop("uid", None)
-                    req.warnings += self.validation.decode(rt, req.version, new, directive)
-                    self.admit(rt, new, None, dry_run=dry)
-                    self.validation.validate(rt, new, None)
-                    stored = self.store.create(rt, new, dry_run=dry)
-                    if rt.key == "apiextensions.k8s.io/customresourcedefinitions" and not dry:
-                        stored = self.establish_crd(stored)
-                    return 201, self.present(rt, stored, req.version), ""
-                if req.sub is None:
-                    req.warnings += self.validation.decode(rt, req.version, new, directive, old)
-                    self.admit(rt, new, old, dry_run=dry)
-                    self.validation.validate(rt, new, old)
-                stored = self.store.update(
-                    rt,
-                    new,
-                    expected_rv=str(meta(old).get("resourceVersion")),
-                    subresource=req.sub,
-                    dry_run=dry,
-                )
-                if (
-                    rt.key == "apiextensions.k8s.io/customresourcedefinitions"
-                    and req.sub is None
-                    and not dry
-                    and stored is not old
-                ):
-                    stored = self.establish_crd(stored)
-                return 200, self.present(rt, stored, req.version), ""
-            except ApiError as e:
-                if e.code == 409 and e.reason in ("Conflict", "AlreadyExists") and not want_rv:
-                    continue
-                raise
-        raise errors.conflict(
-            rt.plural, req.name, rt.group, "too many concurrent writers, try again"
-        )
-
-    def do_scale_write(self, req: Request) -> tuple[int, Any, str]:
-        rt = req.rt
-        assert rt is not None and req.name is not None
-        current = self.scale_of(req)
-        raw = req.body_text()
-        ctype = req.content_type.split(";")[0].strip().lower()
-        try:
-            doc = bodies.load_json(raw) if raw else {}
-        except ValueError as e:
-            raise errors.bad_request(f"error decoding body: {e}") from e
-        if req.method == "PUT":
-            scale = doc
-            want_rv = str(meta(scale).get("resourceVersion") or "")
-            if want_rv and want_rv != current["metadata"].get("resourceVersion"):
-                raise errors.conflict(
-                    rt.plural,
-                    req.name,
-                    rt.group,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                )
-        elif ctype == "application/json-patch+json":
-            scale = patching.json_patch(clone(current), doc)
-        elif ctype in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
-            scale = patching.merge_patch(clone(current), doc)
-        else:
-            raise errors.unsupported_media(f"unsupported patch type {ctype!r} for scale")
-        replicas = (scale.get("spec") or {}).get("replicas")
-        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-            raise errors.invalid(
-                "Scale",
-                req.name,
-                "autoscaling",
-                [
-                    (
-                        "spec.replicas",
-                        f"Invalid value: {replicas!r}: must be greater than or equal to 0",
-                    )
-                ],
-            )
-        old = self.must_get(req)
-        new = clone(old)
-        new.setdefault("spec", {})["replicas"] = replicas
-        manager = self.manager(req, req.user_agent)
-        new = self.track(rt, old, new, manager, "scale")
-        self.store.update(rt, new, dry_run=self.dry_run(req))
-        return 200, self.scale_of(req), ""
-
-    def do_pod_action(self, req: Request) -> tuple[int, Any, str]:
-        rt = req.rt
-        assert rt is not None and req.name is not None
-        body = self.body_object(req)
-        pod = self.must_get(req)
-        if req.sub == "eviction":
-            disruption.check_eviction(self.store, pod)
-            self.store.delete(rt, req.namespace, req.name)
-        else:
-            node = (body.get("target") or {}).get("name")
-            if not node:
-                raise errors.invalid("Binding", req.name, "", [("target.name", "Required value")])
-            new = clone(pod)
-            new.setdefault("spec", {})["nodeName"] = node
-            self.store.update(rt, new)
-        return (
-            201,
-            {
-                "kind": "Status",
-                "apiVersion": "v1",
-                "metadata": {},
-                "status": "Success",
-                "code": 201,
-            },
-            "",
-        )
-
-    def delete_options(self, req: Request) -> dict[str, Any]:
-        opts: dict[str, Any] = {}
-        if req.body.strip():
-            opts = self.decode(req, require_object=False) or {}
-        for key in ("propagationPolicy", "gracePeriodSeconds", "orphanDependents"):
-            if req.q(key):
-                opts[key] = req.q(key)
-        return opts
-
-    def do_delete(self, req: Request) -> tuple[int, Any, str]:
-        rt = req.rt
-        assert rt is not None and req.name is not None
-        opts = self.delete_options(req)
-        propagation = opts.get("propagationPolicy")
-        if opts.get("orphanDependents") in (True, "true"):
-            propagation = "Orphan"
-        if propagation not in (None, "", "Background", "Foreground", "Orphan"):
-            raise errors.invalid(
-                "DeleteOptions",
-                "",
-                "meta.k8s.io",
-                [("propagationPolicy", f"Unsupported value: {propagation!r}")],
-            )
-        pre = opts.get("preconditions") or {}
-        dry = self.dry_run(req) or "All" in (opts.get("dryRun") or [])
-        obj, removed = self.store.delete(
-            rt,
-            req.namespace,
-            req.name,
-            propagation=propagation or None,
-            precondition_uid=pre.get("uid"),
-            precondition_rv=pre.get("resourceVersion"),
-            dry_run=dry,
-        )
-        if removed and (rt.key in _RETURNS_DELETED_OBJECT or not rt.builtin):
-            return 200, self.present(rt, obj, req.version), ""
-        if removed:
-            m = meta(obj)
-            return (
-                200,
-                {
-                    "kind": "Status",
-                    "apiVersion": "v1",
-                    "metadata": {},
-                    "status": "Success",
-                    "details": {
-                        "name": m.get("name"),
-                        "group": rt.group,
-                        "kind": rt.plural,
-                        "uid": m.get("uid"),
-                    },
-                },
-                "",
-            )
-        return 200, self.present(rt, obj, req.version), ""
-
-    def do_delete_collection(self, req: Request) -> tuple[int, Any, str]:
-        rt = req.rt
-        assert rt is not None
-        try:
-            label_reqs = parse_label_selector(req.q("labelSelector"))
-            field_match = parse_field_selector(req.q("fieldSelector"))
-        except SelectorError as e:
-            raise errors.bad_request(str(e)) from e
-        opts = self.delete_options(req)
-        items, _ = self.store.list(rt, req.namespace, label_reqs, field_match)
-        deleted = []
-        for obj in items:
-            m = meta(obj)
-            try:
-                out, _removed = self.store.delete(
-                    rt,
-                    m.get("namespace"),
-                    m["name"],
-                    propagation=opts.get("propagationPolicy") or None,
-                    dry_run=self.dry_run(req),
-                )
-                deleted.append(self.present(rt, out, req.version))
-            except ApiError as e:
-                if e.code != 404:
-                    raise
-        return (
-            200,
-            {
-                "kind": rt.list_kind_name,
-                "apiVersion": rt.api_version(req.version),
-                "metadata": {"resourceVersion": str(self.store.resource_version)},
-                "items": deleted,
-            },
-            "",
-        )
-
-    # -- bodies -------------------------------------------------------------------
-
-    def body_object(self, req: Request) -> Obj:
-        obj = self.decode(req, require_object=True)
-        assert isinstance(obj, dict)
-        return obj
-
-    def decode(self, req: Request, *, require_object: bool) -> Any:
-        raw = req.body
-        ctype = req.content_type.split(";")[0].strip().lower()
-        if not raw.strip():
-            if require_object:
-                raise errors.bad_request("the request body is empty")
-            return None
-        try:
-            if ctype in ("", "application/json", "*/*"):
-                data = bodies.load_json(raw)
-            elif ctype in ("application/yaml", "application/x-yaml", "text/yaml"):
-                data = bodies.load_yaml(raw)
-            elif ctype == "application/vnd.kubernetes.protobuf":
-                from pytest_devloop.embedded import protobuf
-
-                try:
-                    data = protobuf.decode_request(raw)
-                    bodies.check_shape(data)  # its embedded JSON may nest deep
-                except protobuf.UnsupportedProtobuf as e:
-                    raise errors.unsupported_media(
-                        f"the body of the request was in an unknown format - accepted media types include: "
-                        f"application/json, application/yaml ({e})"
-                    ) from e
-                except protobuf.ProtobufError as e:
-                    raise errors.bad_request(f"error decoding protobuf body: {e}") from e
-            else:
-                raise errors.unsupported_media(
-                    f"the body of the request was in an unknown format - accepted media types include: "
-                    f"application/json, application/yaml, application/vnd.kubernetes.protobuf (got {ctype!r})"
-                )
-        except (ValueError, yaml.YAMLError) as e:
-            raise errors.bad_request(f"error decoding request body: {e}") from e
-        if require_object and not isinstance(data, dict):
-            raise errors.bad_request("the request body must be a JSON object")
-        return data
 
 
 def warning_headers(warnings: list[str]) -> list[tuple[str, str]]:
@@ -1560,10 +517,10 @@ class Handler(BaseHTTPRequestHandler):
             api = self.server.api
             data = printers.table_json(
                 rt.key,
-                [api.present(rt, obj, req.version)],
+                [api.ctx.present(rt, obj, req.version)],
                 table_version=table_version,
                 include_object=req.q("includeObject"),
-                crd=api.crd_of(rt),
+                crd=api.ctx.crd_of(rt),
                 version=req.version,
                 list_meta={"resourceVersion": str(meta(obj).get("resourceVersion", ""))},
                 headers=not req.table_headers_sent,
