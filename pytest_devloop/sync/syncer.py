@@ -142,6 +142,42 @@ class _Desired:
     res: ApiResource | None
 
 
+@dataclass
+class _ArtifactSync:
+    """One artifact's sync: its inputs, the record of its last sync, and what each step
+    (fingerprint, render and resolve, plan, hooks with apply and prune, wait, record)
+    hands to the next."""
+
+    kind: str  # chart | manifests
+    entry: ChartRelease | ManifestSet
+    records: dict[str, ArtifactRecord]  # the state's records of every artifact
+    res: ArtifactResult
+    api_versions: list[str]  # refreshed in place when this sync's CRDs become served
+    server_version: str
+    crd_scopes: dict[tuple[str, str], bool]  # kinds of the CRDs rendered in this sync
+    plan_only: bool
+    full: bool
+    # The fingerprint step:
+    namespace: str = ""
+    record: ArtifactRecord | None = None
+    fingerprint: str = ""
+    # The render step (or the record, when the inputs are unchanged):
+    desired: dict[str, _Desired] = field(default_factory=dict)
+    hooks: list[DesiredObject] = field(default_factory=list)
+    unstable: dict[str, list[list[str | int]]] = field(default_factory=dict)
+    # The plan step:
+    recorded: dict[str, Recorded] = field(default_factory=dict)
+    live: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+
+    @property
+    def unchanged_inputs(self) -> bool:
+        return (
+            self.record is not None
+            and self.record.fingerprint == self.fingerprint
+            and self.record.namespace == self.namespace
+        )
+
+
 class Syncer:
     """Syncs one config to one cluster. Reusable across syncs (watch mode keeps one)."""
 
@@ -331,15 +367,17 @@ class Syncer:
                 )
                 try:
                     self._sync_artifact(
-                        kind,
-                        entry,
-                        state.artifacts,
-                        res,
-                        api_versions,
-                        server_version,
-                        crd_scopes,
-                        plan_only=plan_only,
-                        full=full or not stateful,
+                        _ArtifactSync(
+                            kind,
+                            entry,
+                            state.artifacts,
+                            res,
+                            api_versions,
+                            server_version,
+                            crd_scopes,
+                            plan_only=plan_only,
+                            full=full or not stateful,
+                        )
                     )
                 except (RenderError, SyncError, KubeError, ValueError) as e:
                     res.error = str(e)
@@ -691,181 +729,201 @@ class Syncer:
             self._chart_queries[digest] = found
         return found
 
-    def _sync_artifact(
-        self,
-        kind: str,
-        entry: ChartRelease | ManifestSet,
-        records: dict[str, ArtifactRecord],
-        res: ArtifactResult,
-        api_versions: list[str],
-        server_version: str,
-        crd_scopes: dict[tuple[str, str], bool],
-        *,
-        plan_only: bool,
-        full: bool,
-        force_render: bool = False,
-    ) -> None:
-        namespace = self.namespace_for(entry.namespace)
-        res.namespace = namespace
-        record = records.get(entry.name)
-        fingerprint = self._fingerprint(kind, entry, namespace, api_versions, server_version)
-        unchanged_inputs = (
-            record is not None
-            and record.fingerprint == fingerprint
-            and record.namespace == namespace
-        )
+    def _sync_artifact(self, job: _ArtifactSync, *, force_render: bool = False) -> None:
+        """One artifact's sync, step by step: fingerprint (or skip the render), render and
+        resolve, plan, hooks with apply and prune, wait, record."""
+        entry, res = job.entry, job.res
+        self._fingerprint_step(job)
         if isinstance(entry, ChartRelease) and entry.deployer == "helm":
             self._sync_helm(
-                entry, namespace, fingerprint, records, res, crd_scopes,
-                unchanged=unchanged_inputs and not full, plan_only=plan_only,
+                entry, job.namespace, job.fingerprint, job.records, res, job.crd_scopes,
+                unchanged=job.unchanged_inputs and not job.full, plan_only=job.plan_only,
             )  # fmt: skip
             return
-
-        if unchanged_inputs and not full and not force_render:
-            assert record is not None
-            # Nothing to render: the desired state is what was applied; only drift remains.
-            desired = {
-                key: _Desired(key, rec.applied, rec.source, None)
-                for key, rec in record.objects.items()
-                if key not in record.kept
-            }
-            hooks: list[DesiredObject] = []
-            unstable = dict(record.unstable)
+        if job.unchanged_inputs and not job.full and not force_render:
+            self._desired_as_applied(job)
         else:
-            t_render = time.perf_counter()
-            rendered = self._render(kind, entry, namespace, api_versions, server_version, record)
-            self._timings["render"] = self._timings.get("render", 0.0) + (
-                time.perf_counter() - t_render
-            )
-            res.rendered = True
-            desired, hooks = self._resolve(entry.name, rendered, namespace, crd_scopes)
-            unstable = self._stabilize(
-                kind, entry, namespace, api_versions, server_version, record,
-                desired, hooks, crd_scopes,
-            )  # fmt: skip
-        self._claim(entry, desired)
-        recorded = {
-            key: Recorded(rec.digest, rec.applied, _observed(rec), rec.pending)
-            for key, rec in (record.objects.items() if record else [])
-        }
-        if record is None and not full:
-            recorded.update(self._inventory(entry.name, namespace))
-        live = self._live(entry.name, recorded, desired)
-        the_plan = planning.plan_artifact(
-            entry.name,
-            {k: d.obj for k, d in desired.items()},
-            recorded,
-            live,
-            allow_prune=self.allow_prune,
-        )
+            self._render_step(job)
+        self._claim(entry, job.desired)
+        the_plan = self._plan_step(job)
         if not res.rendered and any(
-            ownership.is_redacted(desired[a.key].obj) for a in the_plan.writes
+            ownership.is_redacted(job.desired[a.key].obj) for a in the_plan.writes
         ):
             # The state holds digests of a Secret's values, not the values: to write the
             # Secret again (drift), render it.
-            self._sync_artifact(
-                kind, entry, records, res, api_versions, server_version, crd_scopes,
-                plan_only=plan_only, full=full, force_render=True,
-            )  # fmt: skip
+            self._sync_artifact(job, force_render=True)
             return
-        conflicts = self._check_owners(entry.name, the_plan, live, desired)
+        conflicts = self._check_owners(entry.name, the_plan, job.live, job.desired)
         res.plan = the_plan
-        res.desired = {k: d.obj for k, d in desired.items()}
-        if plan_only:
-            for a in the_plan.actions:
-                if a.op != "unchanged":
-                    fields = f" ({', '.join(a.fields)})" if a.fields else ""
-                    self.out(f"devloop: plan: {entry.name}: {a.op} {a.name}{fields}: {a.reason}")
-            # The summary must not read as if something had been applied.
-            counts = the_plan.counts()
-            res.line = (
-                f"devloop: {entry.name}: plan only, nothing applied: "
-                f"{counts.get('update', 0)} to update, {counts.get('create', 0)} to create, "
-                f"{counts.get('prune', 0)} to prune, {counts.get('drift', 0)} drifted, "
-                f"{counts.get('unchanged', 0)} unchanged"
-            )
+        res.desired = {k: d.obj for k, d in job.desired.items()}
+        if job.plan_only:
+            self._report_plan(job, the_plan)
             return
-        new_record = ArtifactRecord(
-            fingerprint, namespace, {}, dict(record.hooks) if record else {}, unstable=unstable
+        new_record, ahead, touched = self._write_step(job, the_plan)
+        self._wait_step(job, touched, ahead)
+        if conflicts:
+            # Not synced as rendered: the next sync renders again (an adopt, a rename).
+            new_record.fingerprint = ""
+        job.records[entry.name] = new_record
+        if conflicts:
+            raise SyncError("\n".join(conflicts))
+        if isinstance(entry, ChartRelease) and res.rendered:
+            self._converge(job)
+
+    def _fingerprint_step(self, job: _ArtifactSync) -> None:
+        """The artifact's namespace, its record of the last sync and its fingerprint now."""
+        job.namespace = self.namespace_for(job.entry.namespace)
+        job.res.namespace = job.namespace
+        job.record = job.records.get(job.entry.name)
+        job.fingerprint = self._fingerprint(
+            job.kind, job.entry, job.namespace, job.api_versions, job.server_version
         )
-        self._unstable = unstable
+
+    def _desired_as_applied(self, job: _ArtifactSync) -> None:
+        """Nothing to render: the desired state is what was applied; only drift remains."""
+        record = job.record
+        assert record is not None
+        job.desired = {
+            key: _Desired(key, rec.applied, rec.source, None)
+            for key, rec in record.objects.items()
+            if key not in record.kept
+        }
+        job.hooks = []
+        job.unstable = dict(record.unstable)
+
+    def _render_step(self, job: _ArtifactSync) -> None:
+        """Render, resolve (namespaces, labels, hooks set apart), keep generated values."""
+        t_render = time.perf_counter()
+        rendered = self._render(job)
+        self._timings["render"] = self._timings.get("render", 0.0) + (
+            time.perf_counter() - t_render
+        )
+        job.res.rendered = True
+        job.desired, job.hooks = self._resolve(
+            job.entry.name, rendered, job.namespace, job.crd_scopes
+        )
+        job.unstable = self._stabilize(job)
+
+    def _plan_step(self, job: _ArtifactSync) -> Plan:
+        """The plan against what devloop recorded (or the in-cluster inventory when the
+        state is gone) and the live objects."""
+        record = job.record
+        job.recorded = {
+            key: Recorded(rec.digest, rec.applied, _observed(rec), rec.pending)
+            for key, rec in (record.objects.items() if record else [])
+        }
+        if record is None and not job.full:
+            job.recorded.update(self._inventory(job.entry.name, job.namespace))
+        job.live = self._live(job.entry.name, job.recorded, job.desired)
+        return planning.plan_artifact(
+            job.entry.name,
+            {k: d.obj for k, d in job.desired.items()},
+            job.recorded,
+            job.live,
+            allow_prune=self.allow_prune,
+        )
+
+    def _report_plan(self, job: _ArtifactSync, the_plan: Plan) -> None:
+        name = job.entry.name
+        for a in the_plan.actions:
+            if a.op != "unchanged":
+                fields = f" ({', '.join(a.fields)})" if a.fields else ""
+                self.out(f"devloop: plan: {name}: {a.op} {a.name}{fields}: {a.reason}")
+        # The summary must not read as if something had been applied.
+        counts = the_plan.counts()
+        job.res.line = (
+            f"devloop: {name}: plan only, nothing applied: "
+            f"{counts.get('update', 0)} to update, {counts.get('create', 0)} to create, "
+            f"{counts.get('prune', 0)} to prune, {counts.get('drift', 0)} drifted, "
+            f"{counts.get('unchanged', 0)} unchanged"
+        )
+
+    def _write_step(
+        self, job: _ArtifactSync, the_plan: Plan
+    ) -> tuple[ArtifactRecord, ArtifactRecord | None, list[dict[str, Any]]]:
+        """Write ahead, run the pre hooks, apply, prune, run the post hooks, write the
+        inventory; returns the new record, the write-ahead record and the objects to wait
+        for."""
+        entry, record, res = job.entry, job.record, job.res
+        new_record = ArtifactRecord(
+            job.fingerprint,
+            job.namespace,
+            {},
+            dict(record.hooks) if record else {},
+            unstable=job.unstable,
+        )
+        self._unstable = job.unstable
         first_install = record is None or not record.fingerprint
-        ahead = self._write_ahead(entry.name, namespace, the_plan, desired, records, record)
+        ahead = self._write_ahead(
+            entry.name, job.namespace, the_plan, job.desired, job.records, record
+        )
         t_apply = time.perf_counter()
         event = "install" if first_install else "upgrade"
         hook_report = HookReport()
         hooks_started = self._timings.get("hooks", 0.0)
         try:
-            if hooks:
-                t_hooks = time.perf_counter()
-                self._hooks().run(hooks, f"pre-{event}", new_record, hook_report, force_all=full)
-                self._timings["hooks"] = self._timings.get("hooks", 0.0) + (
-                    time.perf_counter() - t_hooks
-                )
-            touched = self._apply(entry.name, the_plan, desired, new_record, record, res)
-            for key in self._prune(the_plan, recorded, live, entry.name):
+            self._run_hooks(job, f"pre-{event}", new_record, hook_report)
+            touched = self._apply(entry.name, the_plan, job.desired, new_record, record, res)
+            for key in self._prune(the_plan, job.recorded, job.live, entry.name):
                 # A pruned object is a change with all its fields: tests reading it, and
                 # lists that held it (by its old labels), are affected.
                 res.changed.append((key, ["prune"]))
-                res.previous[key] = recorded[key].applied
-            if hooks:
-                t_hooks = time.perf_counter()
-                self._hooks().run(hooks, f"post-{event}", new_record, hook_report, force_all=full)
-                self._timings["hooks"] = self._timings.get("hooks", 0.0) + (
-                    time.perf_counter() - t_hooks
-                )
+                res.previous[key] = job.recorded[key].applied
+            self._run_hooks(job, f"post-{event}", new_record, hook_report)
         except HookFailed as e:
             raise SyncError(str(e)) from e
         finally:
             res.hooks += hook_report.words()
             # A hook that ran is a new object (its Job, its pods) whatever it did.
             res.changed += [(key, ["hook"]) for key in hook_report.ran_keys]
-        self._write_inventory(entry.name, namespace, new_record, ahead or record)
-        t_ready = time.perf_counter()
+        self._write_inventory(entry.name, job.namespace, new_record, ahead or record)
         # Hooks are a step of their own in the time split.
         hook_seconds = self._timings.get("hooks", 0.0) - hooks_started
         self._timings["apply"] = self._timings.get("apply", 0.0) + (
-            t_ready - t_apply - hook_seconds
+            time.perf_counter() - t_apply - hook_seconds
         )
-        if self.wait and getattr(entry, "wait", True) and touched:
-            try:
-                self._wait(entry.name, touched)
-                self._timings["ready"] = self._timings.get("ready", 0.0) + (
-                    time.perf_counter() - t_ready
-                )
-            except SyncError:
-                # Not recorded as synced: the next sync re-applies (a no-op on the
-                # server) and waits again instead of calling a broken rollout unchanged.
-                # Created objects stay known (write-ahead), so nothing is forgotten.
-                if ahead is not None:
-                    records[entry.name] = ahead
-                elif record is not None:
-                    records[entry.name] = record
-                else:
-                    records.pop(entry.name, None)
-                raise
-        if conflicts:
-            # Not synced as rendered: the next sync renders again (an adopt, a rename).
-            new_record.fingerprint = ""
-        records[entry.name] = new_record
-        if conflicts:
-            raise SyncError("\n".join(conflicts))
-        if isinstance(entry, ChartRelease) and res.rendered:
-            self._converge(entry, records, res, api_versions, server_version, crd_scopes)
+        return new_record, ahead, touched
 
-    def _converge(
-        self,
-        entry: ChartRelease,
-        records: dict[str, ArtifactRecord],
-        res: ArtifactResult,
-        api_versions: list[str],
-        server_version: str,
-        crd_scopes: dict[tuple[str, str], bool],
+    def _run_hooks(
+        self, job: _ArtifactSync, event: str, new_record: ArtifactRecord, report: HookReport
     ) -> None:
+        if not job.hooks:
+            return
+        t_hooks = time.perf_counter()
+        self._hooks().run(job.hooks, event, new_record, report, force_all=job.full)
+        self._timings["hooks"] = self._timings.get("hooks", 0.0) + (time.perf_counter() - t_hooks)
+
+    def _wait_step(
+        self, job: _ArtifactSync, touched: list[dict[str, Any]], ahead: ArtifactRecord | None
+    ) -> None:
+        """Wait until the touched workloads are ready (unless the artifact says not to)."""
+        if not (self.wait and getattr(job.entry, "wait", True) and touched):
+            return
+        t_ready = time.perf_counter()
+        try:
+            self._wait(job.entry.name, touched)
+            self._timings["ready"] = self._timings.get("ready", 0.0) + (
+                time.perf_counter() - t_ready
+            )
+        except SyncError:
+            # Not recorded as synced: the next sync re-applies (a no-op on the
+            # server) and waits again instead of calling a broken rollout unchanged.
+            # Created objects stay known (write-ahead), so nothing is forgotten.
+            if ahead is not None:
+                job.records[job.entry.name] = ahead
+            elif job.record is not None:
+                job.records[job.entry.name] = job.record
+            else:
+                job.records.pop(job.entry.name, None)
+            raise
+
+    def _converge(self, job: _ArtifactSync) -> None:
         """Render once more when the CRDs this sync created change what the chart's
         `.Capabilities.APIVersions.Has` checks answer (an operator chart that renders its
         ServiceMonitor only once the CRD is served): one sync installs what two `helm
         upgrade`s would, and the next sync has nothing to do."""
+        entry, res = job.entry, job.res
+        assert isinstance(entry, ChartRelease)
         created = [
             key
             for key, fields in res.changed
@@ -880,17 +938,19 @@ class Syncer:
         ):
             return
         self.kube.refresh()
-        api_versions[:] = self.kube.api_versions_with_kinds()
-        record = records[entry.name]
+        job.api_versions[:] = self.kube.api_versions_with_kinds()
+        record = job.records[entry.name]
         namespace = self.namespace_for(entry.namespace)
-        if self._fingerprint("chart", entry, namespace, api_versions, server_version) == (
+        if self._fingerprint("chart", entry, namespace, job.api_versions, job.server_version) == (
             record.fingerprint
         ):
             return
         again = ArtifactResult(entry.name, "chart")
         self._sync_artifact(
-            "chart", entry, records, again, api_versions, server_version, crd_scopes,
-            plan_only=False, full=False,
+            _ArtifactSync(
+                "chart", entry, job.records, again, job.api_versions, job.server_version,
+                job.crd_scopes, plan_only=False, full=False,
+            )
         )  # fmt: skip
         res.changed += again.changed
         res.previous = {**again.previous, **res.previous}
@@ -900,15 +960,9 @@ class Syncer:
             seen = {a.key for a in res.plan.actions}
             res.plan.actions += [a for a in again.plan.actions if a.key not in seen]
 
-    def _render(
-        self,
-        kind: str,
-        entry: ChartRelease | ManifestSet,
-        namespace: str,
-        api_versions: list[str],
-        server_version: str,
-        record: ArtifactRecord | None,
-    ) -> list[DesiredObject]:
+    def _render(self, job: _ArtifactSync) -> list[DesiredObject]:
+        entry, namespace, record = job.entry, job.namespace, job.record
+        api_versions, server_version = job.api_versions, job.server_version
         if isinstance(entry, ChartRelease):
             set_values = self._values(entry)
 
@@ -1015,18 +1069,7 @@ class Syncer:
         self._wait(artifact, applied)
         self.kube.refresh()
 
-    def _stabilize(
-        self,
-        kind: str,
-        entry: ChartRelease | ManifestSet,
-        namespace: str,
-        api_versions: list[str],
-        server_version: str,
-        record: ArtifactRecord | None,
-        desired: dict[str, _Desired],
-        hooks: list[DesiredObject],
-        crd_scopes: dict[tuple[str, str], bool],
-    ) -> dict[str, list[list[str | int]]]:
+    def _stabilize(self, job: _ArtifactSync) -> dict[str, list[list[str | int]]]:
         """Find the fields a chart generates anew on each render and keep their applied
         values; returns the unstable paths per object key (see `sync.unstable`).
 
@@ -1035,6 +1078,7 @@ class Syncer:
         value is generated. This is said once, when found; later renders keep the value
         applied before there, so nothing is written unless an input changed it.
         """
+        entry, record, desired, hooks = job.entry, job.record, job.desired, job.hooks
         unstable = dict(record.unstable) if record else {}
         if not isinstance(entry, ChartRelease):
             return unstable
@@ -1048,8 +1092,8 @@ class Syncer:
         }
         fresh = [k for k in [*desired, *hook_objs] if k not in known]
         if fresh:
-            again = self._render(kind, entry, namespace, api_versions, server_version, record)
-            desired2, hooks2 = self._resolve(entry.name, again, namespace, crd_scopes)
+            again = self._render(job)
+            desired2, hooks2 = self._resolve(entry.name, again, job.namespace, job.crd_scopes)
             second = {k: d.obj for k, d in desired2.items()}
             second.update({object_key(h.obj): h.obj for h in hooks2})
             for key in fresh:
