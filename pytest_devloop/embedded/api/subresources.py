@@ -19,6 +19,35 @@ from pytest_devloop.k8s.selectors import (
 )
 
 
+def _loopback_endpoint(endpoints: Obj | None, port: Obj, name: str) -> tuple[str, int]:
+    """The first ready address of the Service's port in 127.0.0.0/8 (the only ones proxied
+    to), or 503 naming the addresses refused."""
+    refused: list[str] = []
+    for subset in (endpoints or {}).get("subsets") or []:
+        ep_ports = subset.get("ports") or []
+        ep_port = next(
+            (
+                p
+                for p in ep_ports
+                if len(ep_ports) == 1 or p.get("name", "") == port.get("name", "")
+            ),
+            None,
+        )
+        if ep_port is None:
+            continue
+        for address in subset.get("addresses") or []:
+            ip = str(address.get("ip", ""))
+            if ip.startswith("127."):
+                return ip, int(ep_port.get("port") or 0)
+            refused.append(ip)
+    why = (
+        f"endpoints outside 127.0.0.0/8 are not proxied to ({', '.join(refused)})"
+        if refused
+        else "no endpoints available"
+    )
+    raise ApiError(503, "ServiceUnavailable", f'{why} for service "{name}"')
+
+
 class Subresources:
     """The verbs of a resource's subresources, each checking its own method."""
 
@@ -269,35 +298,7 @@ class Subresources:
             if endpoints_rt is not None
             else None
         )
-        target: tuple[str, int] | None = None
-        refused: list[str] = []
-        for subset in (endpoints or {}).get("subsets") or []:
-            ep_ports = subset.get("ports") or []
-            ep_port = next(
-                (
-                    p
-                    for p in ep_ports
-                    if len(ep_ports) == 1 or p.get("name", "") == port.get("name", "")
-                ),
-                None,
-            )
-            if ep_port is None:
-                continue
-            for address in subset.get("addresses") or []:
-                ip = str(address.get("ip", ""))
-                if ip.startswith("127."):
-                    target = (ip, int(ep_port.get("port") or 0))
-                    break
-                refused.append(ip)
-            if target is not None:
-                break
-        if target is None:
-            why = (
-                f"endpoints outside 127.0.0.0/8 are not proxied to ({', '.join(refused)})"
-                if refused
-                else "no endpoints available"
-            )
-            raise ApiError(503, unavailable, f'{why} for service "{name}"')
+        target = _loopback_endpoint(endpoints, port, name)
         path = "/" + "/".join(req.rest)
         if req.path.endswith("/") and req.rest:
             path += "/"

@@ -5,6 +5,7 @@ through update and patch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -15,6 +16,7 @@ from pytest_devloop.embedded.errors import ApiError
 from pytest_devloop.embedded.store import Obj, clone, meta, now_rfc3339
 from pytest_devloop.k8s import apply as ssa
 from pytest_devloop.k8s import patch as patching
+from pytest_devloop.k8s.resources import ResourceType
 from pytest_devloop.k8s.selectors import (
     SelectorError,
     parse_field_selector,
@@ -36,6 +38,77 @@ _RETURNS_DELETED_OBJECT = frozenset(
         "admissionregistration.k8s.io/validatingwebhookconfigurations",
     }
 )
+
+
+def _json_patch(rt: ResourceType, live: Obj, doc: Any) -> Any:
+    if not isinstance(doc, list):
+        raise errors.bad_request("json patch must be an array of operations")
+    return patching.json_patch(live, doc)
+
+
+def _merge_patch(rt: ResourceType, live: Obj, doc: Any) -> Any:
+    return patching.merge_patch(live, doc)
+
+
+def _strategic_merge_patch(rt: ResourceType, live: Obj, doc: Any) -> Any:
+    if not rt.builtin:
+        raise errors.unsupported_media(
+            "the body of the request was in an unknown format - accepted media types include: "
+            "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+        )
+    if not isinstance(doc, dict):
+        raise errors.bad_request("strategic merge patch must be an object")
+    return patching.strategic_merge_patch(live, doc, rt.kind, rt.group)
+
+
+# The non-apply patch types by content type (apply patches go to `Writes.do_apply`).
+_PATCHERS: dict[str, Callable[[ResourceType, Obj, Any], Any]] = {
+    "application/json-patch+json": _json_patch,
+    "application/merge-patch+json": _merge_patch,
+    "application/strategic-merge-patch+json": _strategic_merge_patch,
+}
+
+
+def _patched(rt: ResourceType, ctype: str, live: Obj, doc: Any) -> Any:
+    """`live` with a non-apply patch of content type `ctype` applied."""
+    patcher = _PATCHERS.get(ctype)
+    if patcher is None:
+        raise errors.unsupported_media(
+            f"the body of the request was in an unknown format - accepted media types include: "
+            f"application/json-patch+json, application/merge-patch+json, "
+            f"application/apply-patch+yaml, application/strategic-merge-patch+json (got {ctype!r})"
+        )
+    try:
+        return patcher(rt, live, doc)
+    except patching.PatchError as e:
+        raise ApiError(
+            getattr(e, "code", 422),
+            "Invalid" if getattr(e, "code", 422) == 422 else "BadRequest",
+            str(e),
+        ) from e
+
+
+def _check_patched(rt: ResourceType, name: str, old: Obj, patched: Any) -> Any:
+    """A patch result is still the same object; returns the resourceVersion it asks for."""
+    if not isinstance(patched, dict):
+        raise errors.bad_request("the patch did not produce an object")
+    # A patch may reach deep (a JSON patch path has no depth limit): the result
+    # obeys the bodies' depth limit too. (Its size is the store's to judge.)
+    bodies.check_shape(patched, limit_size=False)
+    pm = patched.get("metadata")
+    if not isinstance(pm, dict):
+        raise errors.bad_request("the patch removed metadata")
+    want_rv = pm.get("resourceVersion")
+    if want_rv and want_rv != meta(old).get("resourceVersion"):
+        raise errors.conflict(
+            rt.plural,
+            name,
+            rt.group,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
+    if pm.get("name") != name:
+        raise errors.bad_request("the patch may not change the object's name")
+    return want_rv
 
 
 class Writes:
@@ -166,53 +239,8 @@ class Writes:
         manager = self.ctx.manager(req, req.user_agent)
         for _attempt in range(5):
             old = self.ctx.must_get(req)
-            live = clone(old)
-            try:
-                if ctype == "application/json-patch+json":
-                    if not isinstance(patch_doc, list):
-                        raise errors.bad_request("json patch must be an array of operations")
-                    patched = patching.json_patch(live, patch_doc)
-                elif ctype == "application/merge-patch+json":
-                    patched = patching.merge_patch(live, patch_doc)
-                elif ctype == "application/strategic-merge-patch+json":
-                    if not rt.builtin:
-                        raise errors.unsupported_media(
-                            "the body of the request was in an unknown format - accepted media types include: "
-                            "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
-                        )
-                    if not isinstance(patch_doc, dict):
-                        raise errors.bad_request("strategic merge patch must be an object")
-                    patched = patching.strategic_merge_patch(live, patch_doc, rt.kind, rt.group)
-                else:
-                    raise errors.unsupported_media(
-                        f"the body of the request was in an unknown format - accepted media types include: "
-                        f"application/json-patch+json, application/merge-patch+json, "
-                        f"application/apply-patch+yaml, application/strategic-merge-patch+json (got {ctype!r})"
-                    )
-            except patching.PatchError as e:
-                raise ApiError(
-                    getattr(e, "code", 422),
-                    "Invalid" if getattr(e, "code", 422) == 422 else "BadRequest",
-                    str(e),
-                ) from e
-            if not isinstance(patched, dict):
-                raise errors.bad_request("the patch did not produce an object")
-            # A patch may reach deep (a JSON patch path has no depth limit): the result
-            # obeys the bodies' depth limit too. (Its size is the store's to judge.)
-            bodies.check_shape(patched, limit_size=False)
-            pm = patched.get("metadata")
-            if not isinstance(pm, dict):
-                raise errors.bad_request("the patch removed metadata")
-            want_rv = pm.get("resourceVersion")
-            if want_rv and want_rv != meta(old).get("resourceVersion"):
-                raise errors.conflict(
-                    rt.plural,
-                    req.name,
-                    rt.group,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                )
-            if pm.get("name") != req.name:
-                raise errors.bad_request("the patch may not change the object's name")
+            patched = _patched(rt, ctype, clone(old), patch_doc)
+            want_rv = _check_patched(rt, req.name, old, patched)
             patched["apiVersion"] = old.get("apiVersion", rt.api_version(req.version))
             patched["kind"] = rt.kind
             if req.sub is None:
