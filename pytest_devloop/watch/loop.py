@@ -613,6 +613,29 @@ class Block:
             self.add(line)
 
 
+@dataclass
+class Cycle:
+    """One cycle of the watch: why it runs, the saved files that changed (with their
+    kinds: artifact input, test, conftest, config), the drift it restores, its block of
+    output and its time split; what the steps of `Watch._cycle_body` share."""
+
+    why: str  # files | start | key:enter | key:a | key:f
+    changed: list[Path]
+    kinds: dict[Path, str]
+    block: Block
+    timings: dict[str, float]
+    drift_notes: list[str]
+    detect_from: float
+
+    @property
+    def config_changed(self) -> bool:
+        return "config" in self.kinds.values()
+
+    @property
+    def tests_changed(self) -> bool:
+        return any(k in ("test", "conftest") for k in self.kinds.values())
+
+
 # The time split of a cycle: `hooks` are Helm hooks run and waited for, `sync` the rest
 # of the sync (connecting, fingerprints, plans, live reads, a `helm upgrade`, state), and
 # `watch` the watch's own work; the parts add up to `total`.
@@ -858,71 +881,57 @@ class Watch:
             }[why]
         self.printer.pause()  # pod logs wait until the block is printed
         try:
-            self._cycle(
-                block_title=title,
-                why=why,
-                changed=changed,
-                kinds=kinds,
-                timings=timings,
-                initial=initial,
-                drift_notes=drift_notes,
-                detect_from=detect_from,
-            )
+            block = Block(title, self.say)
+            self._cycle(Cycle(why, changed, kinds, block, timings, drift_notes, detect_from))
         finally:
             self.printer.resume()
 
-    def _cycle(
-        self,
-        *,
-        block_title: str,
-        why: str,
-        changed: list[Path],
-        kinds: dict[Path, str],
-        timings: dict[str, float],
-        initial: bool,
-        drift_notes: list[str],
-        detect_from: float,
-    ) -> None:
-        block = Block(block_title, self.say)
-        if changed:
+    def _cycle(self, c: Cycle) -> None:
+        block, timings = c.block, c.timings
+        if c.changed:
             block.add(
                 "devloop: changed: "
                 + ", ".join(
-                    f"{self._rel(p)} ({kinds[p].replace('artifact:', '')})" for p in changed
+                    f"{self._rel(p)} ({c.kinds[p].replace('artifact:', '')})" for p in c.changed
                 )
             )
-        for note in dict.fromkeys(drift_notes):
+        for note in dict.fromkeys(c.drift_notes):
             block.add(f"devloop: drift: {note}; syncing to restore it")
         if self.drift is not None:
             self.drift.busy.set()
         try:
-            self._cycle_body(block, why, changed, kinds, timings, initial, bool(drift_notes))
+            self._cycle_body(c)
         finally:
             if self.drift is not None:
                 self.drift.busy.clear()
-        timings["total"] = time.monotonic() - detect_from
+        timings["total"] = time.monotonic() - c.detect_from
         timings["watch"] = max(
             0.0,
             timings["total"] - sum(v for k, v in timings.items() if k not in ("total", "watch")),
         )
         block.add("devloop: time: " + ", ".join(f"{s} {timings[s]:.3f}" for s in STEPS) + " s")
 
-    def _cycle_body(
-        self,
-        block: Block,
-        why: str,
-        changed: list[Path],
-        kinds: dict[Path, str],
-        timings: dict[str, float],
-        initial: bool,
-        drift: bool,
-    ) -> None:
-        from pytest_devloop.run.testrun import TestRun
-
-        if "config" in kinds.values() and not self._reload(block):
+    def _cycle_body(self, c: Cycle) -> None:
+        """Sync, then run the tests the sync affected and report them; each step may end
+        the cycle with a line that says why."""
+        if not self._ready_to_sync(c):
             return
-        from pytest_devloop.cluster.providers import ClusterUnavailable
+        result = self._sync(c)
+        if result is None:
+            return
+        self._follow(result)
+        if self._nothing_affected(c, result):
+            return
+        args = self._test_args(c, result)
+        if args is None:
+            return
+        self._report_tests(c.block, self._run_tests(args, c.timings))
 
+    def _ready_to_sync(self, c: Cycle) -> bool:
+        """The config reloaded if it changed, every input present, a cluster connected."""
+        block = c.block
+        if c.config_changed and not self._reload(block):
+            return False
         assert self.inputs is not None
         gone = self.inputs.missing()
         if gone:
@@ -934,13 +943,22 @@ class Watch:
                     f"{artifact} from {config_name}"
                 )
             block.add("devloop: tests not run (an input is missing); the next save tries again")
-            return
+            return False
         if self.syncer is None:
             problem = self._connect()
             if problem is not None:
                 block.add(f"devloop: sync failed: {problem}")
                 block.add("devloop: tests not run (no cluster); the next save tries again")
-                return
+                return False
+        return True
+
+    def _sync(self, c: Cycle) -> Any:
+        """One sync through the warm Syncer (again once after reconnecting to a cluster
+        that did not answer); its step times go to the cycle's split. None when it failed
+        (said in the block)."""
+        from pytest_devloop.cluster.providers import ClusterUnavailable
+
+        block, timings = c.block, c.timings
         result = None
         error: str | None = None
         self.syncer.out = lambda line: block.add(line) if line else None
@@ -948,7 +966,7 @@ class Watch:
         for attempt in (1, 2):
             try:
                 # The saved files travel with the sync: each change names the file behind it.
-                result = self.syncer.sync(changed_paths=changed)
+                result = self.syncer.sync(changed_paths=c.changed)
             except KeyboardInterrupt:
                 raise
             except ClusterUnavailable as e:
@@ -976,32 +994,45 @@ class Watch:
         if error is not None:
             block.add(f"devloop: sync failed: {error}")
             block.add("devloop: tests not run (the sync failed); fix it and save again")
-            return
+            return None
         assert result is not None
+        return result
+
+    def _follow(self, result: Any) -> None:
+        """Drift watches and log streams follow the objects of this sync."""
         if self.drift is not None:
             with contextlib.suppress(Exception):
                 self.drift.ensure(self.syncer.kube, result.desired())
         if self.logs is not None:
             with contextlib.suppress(Exception):
                 self.logs.ensure(self.syncer.kube, result.desired())
-        test_files = [p for p, k in kinds.items() if k in ("test", "conftest")]
+
+    def _nothing_affected(self, c: Cycle, result: Any) -> bool:
+        """A save that changed nothing in the cluster and no test: one line, no tests."""
         if (
-            why == "files"
-            and not result.changed
-            and not result.opaque()  # a Helm command ran: devloop cannot say "nothing"
-            and not test_files
-            and "config" not in kinds.values()
+            c.why != "files"
+            or result.changed
+            or result.opaque()  # a Helm command ran: devloop cannot say "nothing"
+            or c.tests_changed
+            or c.config_changed
         ):
-            if result.ok:
-                if drift:
-                    block.add("devloop: drift: nothing to restore (the cluster matches)")
-                else:
-                    block.add("devloop: nothing changed in the cluster; no test affected")
+            return False
+        if result.ok:
+            if c.drift_notes:
+                c.block.add("devloop: drift: nothing to restore (the cluster matches)")
             else:
-                block.add("devloop: tests not run (the sync failed); fix it and save again")
-            return
+                c.block.add("devloop: nothing changed in the cluster; no test affected")
+        else:
+            c.block.add("devloop: tests not run (the sync failed); fix it and save again")
+        return True
+
+    def _test_args(self, c: Cycle, result: Any) -> list[str] | None:
+        """The test process's arguments: the sync's summary and which tests (affected, all,
+        the failed ones); None when there is nothing to run (said in the block)."""
+        from pytest_devloop.run.testrun import TestRun
+
         summary = TestRun.summary_from_result(result, self.target, self.config.namespace)
-        if why == "key:enter" and not summary.changed:
+        if c.why == "key:enter" and not summary.changed:
             summary.changed = list(self.last_changed)
         elif summary.changed:
             self.last_changed = list(summary.changed)
@@ -1011,21 +1042,23 @@ class Watch:
         )
         args = [a for a in self.args if a != "--devloop-affected"]
         args.append(f"--devloop-summary-file={summary_file}")
-        if why == "key:f":
+        if c.why == "key:f":
             if not self.last_failed:
-                block.add("devloop: no failed tests to re-run")
-                return
+                c.block.add("devloop: no failed tests to re-run")
+                return None
             # Only the failed tests: the user's file/folder arguments would add the rest.
             positional = set(self.pytest_config.args)
             args = [a for a in args if a not in positional]
             args += self.last_failed  # pytest prints them relative to the invocation folder
-        elif why == "key:a":
+        elif c.why == "key:a":
             pass
-        elif any(k == "conftest" for k in kinds.values()):
-            block.add("devloop: a conftest or pytest config changed: running every test")
+        elif any(k == "conftest" for k in c.kinds.values()):
+            c.block.add("devloop: a conftest or pytest config changed: running every test")
         else:
             args.append("--devloop-affected")
-        outcome = self._run_tests(args, timings)
+        return args
+
+    def _report_tests(self, block: Block, outcome: RunOutcome) -> None:
         block.extend(outcome.header)
         ran = sum(n for k, n in outcome.counts.items() if k not in ("deselected", "warnings"))
         if not ran and outcome.counts.get("deselected"):
