@@ -36,7 +36,7 @@ from pytest_devloop.embedded.api.reads import Reads
 from pytest_devloop.embedded.api.subresources import Subresources
 from pytest_devloop.embedded.api.writes import Writes
 from pytest_devloop.embedded.errors import ApiError
-from pytest_devloop.embedded.store import Change, Obj, Store, dumps, meta
+from pytest_devloop.embedded.store import Change, Obj, Store, Watcher, dumps, meta
 from pytest_devloop.embedded.validation import Validation
 from pytest_devloop.k8s.resources import Registry, ResourceType, api_group, api_resource_list
 from pytest_devloop.k8s.selectors import field_selector_name
@@ -414,7 +414,6 @@ class Handler(BaseHTTPRequestHandler):
         send_initial = req.flag("sendInitialEvents")
         bookmarks = req.flag("allowWatchBookmarks")
         timeout = float(req.q("timeoutSeconds", "0") or 0) or 1800.0
-        api_version = rt.api_version(req.version)
         name = field_selector_name(req.q("fieldSelector"))
         del name  # the field selector already filters by name
         try:
@@ -434,79 +433,69 @@ class Handler(BaseHTTPRequestHandler):
             self.end_chunks()
             return
         deadline = time.monotonic() + timeout
-        last_rv = rv_now
         try:
             self.start_chunked("application/json")
-            if send_initial:
-                # The replay is already queued; drain it, then mark the end of the
-                # initial events with a bookmark, as watch-list clients expect. Writes
-                # queued since registration are live events: they follow the bookmark.
-                pending = watcher.initial
-                for _ in range(pending):
-                    item = watcher.events.get_nowait()
-                    if item is None:
-                        return
-                    self.chunk(self.event_line(item[0], item[1], api_version, rt, req))
-                self.chunk(
-                    dumps(
-                        {
-                            "type": "BOOKMARK",
-                            "object": {
-                                "kind": rt.kind,
-                                "apiVersion": api_version,
-                                "metadata": {
-                                    "resourceVersion": str(rv_now),
-                                    "annotations": {"k8s.io/initial-events-end": "true"},
-                                },
-                            },
-                        }
-                    )
-                    + b"\n"
-                )
-            next_bookmark = time.monotonic() + api.bookmark_interval
-            while not api.stopping.is_set():
-                now = time.monotonic()
-                if now >= deadline:
-                    break
-                wait = (
-                    min(deadline - now, max(0.0, next_bookmark - now), 0.5)
-                    if bookmarks
-                    else min(deadline - now, 0.5)
-                )
-                try:
-                    item = watcher.events.get(timeout=max(wait, 0.01))
-                except queue.Empty:
-                    if self.client_gone():
-                        break
-                    if bookmarks and time.monotonic() >= next_bookmark:
-                        self.chunk(
-                            dumps(
-                                {
-                                    "type": "BOOKMARK",
-                                    "object": {
-                                        "kind": rt.kind,
-                                        "apiVersion": api_version,
-                                        "metadata": {
-                                            "resourceVersion": str(
-                                                max(last_rv, api.store.resource_version)
-                                            )
-                                        },
-                                    },
-                                }
-                            )
-                            + b"\n"
-                        )
-                        next_bookmark = time.monotonic() + api.bookmark_interval
-                    continue
-                if item is None:
-                    break
-                last_rv = int(meta(item[1]).get("resourceVersion") or last_rv)
-                self.chunk(self.event_line(item[0], item[1], api_version, rt, req))
+            if send_initial and not self.send_initial_events(watcher, rv_now, rt, req):
+                return
+            self.send_live_events(watcher, rv_now, deadline, bookmarks, rt, req)
             self.end_chunks()
         except (BrokenPipeError, ConnectionResetError, OSError):
             self.close_connection = True
         finally:
             api.store.stop_watch(watcher)
+
+    def send_initial_events(
+        self, watcher: Watcher, rv_now: int, rt: ResourceType, req: Request
+    ) -> bool:
+        """The replay, already queued, then a bookmark marking the end of the initial
+        events, as watch-list clients expect (writes queued since registration are live
+        events: they follow the bookmark). False when the watch ended meanwhile."""
+        api_version = rt.api_version(req.version)
+        for _ in range(watcher.initial):
+            item = watcher.events.get_nowait()
+            if item is None:
+                return False
+            self.chunk(self.event_line(item[0], item[1], api_version, rt, req))
+        self.chunk(_bookmark(rt, api_version, rv_now, initial_end=True))
+        return True
+
+    def send_live_events(
+        self,
+        watcher: Watcher,
+        last_rv: int,
+        deadline: float,
+        bookmarks: bool,
+        rt: ResourceType,
+        req: Request,
+    ) -> None:
+        """Events as they come until the deadline, the server stops or the client leaves;
+        with `allowWatchBookmarks`, a bookmark every `bookmark_interval` of silence."""
+        api = self.server.api
+        api_version = rt.api_version(req.version)
+        next_bookmark = time.monotonic() + api.bookmark_interval
+        while not api.stopping.is_set():
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            wait = (
+                min(deadline - now, max(0.0, next_bookmark - now), 0.5)
+                if bookmarks
+                else min(deadline - now, 0.5)
+            )
+            try:
+                item = watcher.events.get(timeout=max(wait, 0.01))
+            except queue.Empty:
+                if self.client_gone():
+                    break
+                if bookmarks and time.monotonic() >= next_bookmark:
+                    rv = max(last_rv, api.store.resource_version)
+                    self.chunk(_bookmark(rt, api_version, rv))
+                    next_bookmark = time.monotonic() + api.bookmark_interval
+                continue
+            if item is None:
+                break
+            last_rv = int(meta(item[1]).get("resourceVersion") or last_rv)
+            self.chunk(self.event_line(item[0], item[1], api_version, rt, req))
 
     def event_line(
         self, kind: str, obj: Obj, api_version: str, rt: ResourceType, req: Request | None = None
@@ -556,6 +545,18 @@ class Handler(BaseHTTPRequestHandler):
             self.end_chunks()
         except (BrokenPipeError, ConnectionResetError, OSError):
             self.close_connection = True
+
+
+def _bookmark(rt: ResourceType, api_version: str, rv: int, *, initial_end: bool = False) -> bytes:
+    """A BOOKMARK watch event line at `rv` (marking the end of the initial events)."""
+    metadata: dict[str, Any] = {"resourceVersion": str(rv)}
+    if initial_end:
+        metadata["annotations"] = {"k8s.io/initial-events-end": "true"}
+    event = {
+        "type": "BOOKMARK",
+        "object": {"kind": rt.kind, "apiVersion": api_version, "metadata": metadata},
+    }
+    return dumps(event) + b"\n"
 
 
 class _HTTPServer(ThreadingHTTPServer):
