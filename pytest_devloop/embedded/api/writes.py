@@ -111,6 +111,62 @@ def _check_patched(rt: ResourceType, name: str, old: Obj, patched: Any) -> Any:
     return want_rv
 
 
+def _apply_options(req: Request) -> tuple[str, bool]:
+    """An apply patch's field manager (required) and `force`."""
+    manager = req.q("fieldManager")
+    if not manager:
+        raise errors.invalid(
+            "PatchOptions",
+            "",
+            "meta.k8s.io",
+            [("fieldManager", "Required value: is required for apply patch")],
+        )
+    force_text = req.q("force", "false").lower()
+    if force_text not in ("true", "false", "1", "0", ""):
+        raise errors.bad_request(f"invalid force value {force_text!r}")
+    return manager, force_text in ("true", "1")
+
+
+def _applied_body(raw: str) -> Obj:
+    """The apply patch's object: YAML (or JSON), typed, without managedFields."""
+    try:
+        applied = bodies.load_yaml(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise errors.bad_request(f"error decoding YAML: {e}") from e
+    if not isinstance(applied, dict):
+        raise errors.bad_request("apply patch must be an object")
+    if not applied.get("apiVersion") or not applied.get("kind"):
+        raise errors.bad_request("apiVersion and kind must be set in an apply patch")
+    if meta(applied).get("managedFields") is not None:
+        raise errors.bad_request("metadata.managedFields must be nil")
+    return applied
+
+
+def _merged(
+    req: Request, rt: ResourceType, old: Obj | None, applied: Obj, manager: str, force: bool
+) -> Obj:
+    """The live object with the apply patch merged in (server-side apply's field rules)."""
+    try:
+        new = ssa.apply(
+            clone(old) if old is not None else None,
+            clone(applied),
+            manager,
+            force=force,
+            kind=rt.kind,
+            api_group=rt.group,
+            now=now_rfc3339(),
+            subresource=req.sub,
+            status_subresource="status" in rt.subresources,
+        )
+    except ssa.ApplyConflict as e:
+        status = e.to_status()
+        status["details"].update(name=req.name, group=rt.group, kind=rt.plural)
+        raise ApiError(409, "Conflict", str(e.message), details=status["details"]) from e
+    new["apiVersion"] = rt.api_version(req.version) if old is None else old.get("apiVersion")
+    new["kind"] = rt.kind
+    return new
+
+
 class Writes:
     """Everything that changes a stored object through its main verbs."""
 
@@ -273,28 +329,8 @@ class Writes:
     def do_apply(self, req: Request, raw: str, dry: bool) -> tuple[int, Any, str]:
         rt = req.rt
         assert rt is not None and req.name is not None
-        manager = req.q("fieldManager")
-        if not manager:
-            raise errors.invalid(
-                "PatchOptions",
-                "",
-                "meta.k8s.io",
-                [("fieldManager", "Required value: is required for apply patch")],
-            )
-        force_text = req.q("force", "false").lower()
-        if force_text not in ("true", "false", "1", "0", ""):
-            raise errors.bad_request(f"invalid force value {force_text!r}")
-        force = force_text in ("true", "1")
-        try:
-            applied = bodies.load_yaml(raw) if raw.strip() else None
-        except yaml.YAMLError as e:
-            raise errors.bad_request(f"error decoding YAML: {e}") from e
-        if not isinstance(applied, dict):
-            raise errors.bad_request("apply patch must be an object")
-        if not applied.get("apiVersion") or not applied.get("kind"):
-            raise errors.bad_request("apiVersion and kind must be set in an apply patch")
-        if meta(applied).get("managedFields") is not None:
-            raise errors.bad_request("metadata.managedFields must be nil")
+        manager, force = _apply_options(req)
+        applied = _applied_body(raw)
         self.ctx.check_body(req, applied, require_name=True)
         if req.sub is None:
             self.ctx.validation.decode_applied(rt, req.version, applied)
@@ -311,56 +347,9 @@ class Writes:
                     rt.group,
                     "the object has been modified; please apply your changes to the latest version and try again",
                 )
+            new = _merged(req, rt, old, applied, manager, force)
             try:
-                new = ssa.apply(
-                    clone(old) if old is not None else None,
-                    clone(applied),
-                    manager,
-                    force=force,
-                    kind=rt.kind,
-                    api_group=rt.group,
-                    now=now_rfc3339(),
-                    subresource=req.sub,
-                    status_subresource="status" in rt.subresources,
-                )
-            except ssa.ApplyConflict as e:
-                status = e.to_status()
-                status["details"].update(name=req.name, group=rt.group, kind=rt.plural)
-                raise ApiError(409, "Conflict", str(e.message), details=status["details"]) from e
-            new["apiVersion"] = (
-                rt.api_version(req.version) if old is None else old.get("apiVersion")
-            )
-            new["kind"] = rt.kind
-            try:
-                if old is None:
-                    new.pop("status", None) if "status" in rt.subresources else None
-                    meta(new).pop("uid", None)
-                    req.warnings += self.ctx.validation.decode(rt, req.version, new, directive)
-                    self.ctx.admit(rt, new, None, dry_run=dry)
-                    self.ctx.validation.validate(rt, new, None)
-                    stored = self.ctx.store.create(rt, new, dry_run=dry)
-                    if rt.key == "apiextensions.k8s.io/customresourcedefinitions" and not dry:
-                        stored = self.establish_crd(stored)
-                    return 201, self.ctx.present(rt, stored, req.version), ""
-                if req.sub is None:
-                    req.warnings += self.ctx.validation.decode(rt, req.version, new, directive, old)
-                    self.ctx.admit(rt, new, old, dry_run=dry)
-                    self.ctx.validation.validate(rt, new, old)
-                stored = self.ctx.store.update(
-                    rt,
-                    new,
-                    expected_rv=str(meta(old).get("resourceVersion")),
-                    subresource=req.sub,
-                    dry_run=dry,
-                )
-                if (
-                    rt.key == "apiextensions.k8s.io/customresourcedefinitions"
-                    and req.sub is None
-                    and not dry
-                    and stored is not old
-                ):
-                    stored = self.establish_crd(stored)
-                return 200, self.ctx.present(rt, stored, req.version), ""
+                return self._store_applied(req, rt, old, new, directive, dry)
             except ApiError as e:
                 if e.code == 409 and e.reason in ("Conflict", "AlreadyExists") and not want_rv:
                     continue
@@ -368,6 +357,40 @@ class Writes:
         raise errors.conflict(
             rt.plural, req.name, rt.group, "too many concurrent writers, try again"
         )
+
+    def _store_applied(
+        self, req: Request, rt: ResourceType, old: Obj | None, new: Obj, directive: str, dry: bool
+    ) -> tuple[int, Any, str]:
+        """Create or update with the merged object (admission and validation first)."""
+        if old is None:
+            new.pop("status", None) if "status" in rt.subresources else None
+            meta(new).pop("uid", None)
+            req.warnings += self.ctx.validation.decode(rt, req.version, new, directive)
+            self.ctx.admit(rt, new, None, dry_run=dry)
+            self.ctx.validation.validate(rt, new, None)
+            stored = self.ctx.store.create(rt, new, dry_run=dry)
+            if rt.key == "apiextensions.k8s.io/customresourcedefinitions" and not dry:
+                stored = self.establish_crd(stored)
+            return 201, self.ctx.present(rt, stored, req.version), ""
+        if req.sub is None:
+            req.warnings += self.ctx.validation.decode(rt, req.version, new, directive, old)
+            self.ctx.admit(rt, new, old, dry_run=dry)
+            self.ctx.validation.validate(rt, new, old)
+        stored = self.ctx.store.update(
+            rt,
+            new,
+            expected_rv=str(meta(old).get("resourceVersion")),
+            subresource=req.sub,
+            dry_run=dry,
+        )
+        if (
+            rt.key == "apiextensions.k8s.io/customresourcedefinitions"
+            and req.sub is None
+            and not dry
+            and stored is not old
+        ):
+            stored = self.establish_crd(stored)
+        return 200, self.ctx.present(rt, stored, req.version), ""
 
     def delete_options(self, req: Request) -> dict[str, Any]:
         opts: dict[str, Any] = {}
