@@ -169,79 +169,19 @@ class ApiContext:
         return user_agent.split("/", maxsplit=1)[0] or "unknown"
 
     def check_body(self, req: Request, obj: Obj, *, require_name: bool) -> None:
+        """The body addresses what the URL does: type, namespace and name (filled in
+        from the URL where the body leaves them out), with string labels and annotations."""
         rt = req.rt
         assert rt is not None
-        api_version = obj.get("apiVersion")
-        kind = obj.get("kind")
-        if kind and kind != rt.kind:
-            raise errors.bad_request(
-                f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})"
-            )
-        if api_version and api_version != rt.api_version(req.version):
-            raise errors.bad_request(
-                f"the API version in the data ({api_version}) does not match the expected API "
-                f"version ({rt.api_version(req.version)})"
-            )
-        obj["apiVersion"] = rt.api_version(req.version)
-        obj["kind"] = rt.kind
+        _check_type(req, rt, obj)
         m = obj.get("metadata")
         if m is None:
             m = obj["metadata"] = {}
         if not isinstance(m, dict):
             raise errors.bad_request("metadata must be an object")
-        if rt.namespaced:
-            ns = m.get("namespace")
-            if ns and req.namespace and ns != req.namespace:
-                raise errors.bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request"
-                )
-            if req.namespace:
-                m["namespace"] = req.namespace
-            elif not ns:
-                raise errors.bad_request("a namespaced object must be created in a namespace")
-        else:
-            m.pop("namespace", None)
-        if require_name and req.name is not None and m.get("name") not in (None, req.name):
-            raise errors.bad_request(
-                f"the name of the object ({m.get('name')}) does not match the name on the URL ({req.name})"
-            )
-        if req.name is not None:
-            m.setdefault("name", req.name)
-        if not m.get("name") and m.get("generateName"):
-            suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
-            m["name"] = f"{m['generateName']}{suffix}"
-        name = m.get("name")
-        if not name:
-            raise errors.invalid(
-                rt.kind,
-                "",
-                rt.group,
-                [("metadata.name", "Required value: name or generateName is required")],
-            )
-        if not isinstance(name, str):
-            raise errors.invalid(
-                rt.kind,
-                str(name),
-                rt.group,
-                [
-                    (
-                        "metadata.name",
-                        f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
-                        "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
-                    )
-                ],
-            )
-        for key in ("labels", "annotations"):
-            val = m.get(key)
-            if val is not None and (
-                not isinstance(val, dict) or not all(isinstance(v, str) for v in val.values())
-            ):
-                raise errors.invalid(
-                    rt.kind,
-                    name,
-                    rt.group,
-                    [(f"metadata.{key}", "Invalid value: values must be strings")],
-                )
+        _check_namespace(req, rt, m)
+        name = _check_name(req, rt, m, require_name=require_name)
+        _check_string_maps(rt, m, name)
 
     def track(
         self, rt: ResourceType, old: Obj | None, new: Obj, manager: str, subresource: str | None
@@ -306,3 +246,86 @@ class ApiContext:
         if require_object and not isinstance(data, dict):
             raise errors.bad_request("the request body must be a JSON object")
         return data
+
+
+def _check_type(req: Request, rt: ResourceType, obj: Obj) -> None:
+    """apiVersion and kind: those of the URL (set when left out)."""
+    api_version = obj.get("apiVersion")
+    kind = obj.get("kind")
+    if kind and kind != rt.kind:
+        raise errors.bad_request(
+            f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})"
+        )
+    if api_version and api_version != rt.api_version(req.version):
+        raise errors.bad_request(
+            f"the API version in the data ({api_version}) does not match the expected API "
+            f"version ({rt.api_version(req.version)})"
+        )
+    obj["apiVersion"] = rt.api_version(req.version)
+    obj["kind"] = rt.kind
+
+
+def _check_namespace(req: Request, rt: ResourceType, m: Obj) -> None:
+    """A namespaced object's namespace is the URL's; a cluster-scoped one has none."""
+    if rt.namespaced:
+        ns = m.get("namespace")
+        if ns and req.namespace and ns != req.namespace:
+            raise errors.bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request"
+            )
+        if req.namespace:
+            m["namespace"] = req.namespace
+        elif not ns:
+            raise errors.bad_request("a namespaced object must be created in a namespace")
+    else:
+        m.pop("namespace", None)
+
+
+def _check_name(req: Request, rt: ResourceType, m: Obj, *, require_name: bool) -> str:
+    """The name: the URL's, the body's, or generated from `generateName`."""
+    if require_name and req.name is not None and m.get("name") not in (None, req.name):
+        raise errors.bad_request(
+            f"the name of the object ({m.get('name')}) does not match the name on the URL ({req.name})"
+        )
+    if req.name is not None:
+        m.setdefault("name", req.name)
+    if not m.get("name") and m.get("generateName"):
+        suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
+        m["name"] = f"{m['generateName']}{suffix}"
+    name = m.get("name")
+    if not name:
+        raise errors.invalid(
+            rt.kind,
+            "",
+            rt.group,
+            [("metadata.name", "Required value: name or generateName is required")],
+        )
+    if not isinstance(name, str):
+        raise errors.invalid(
+            rt.kind,
+            str(name),
+            rt.group,
+            [
+                (
+                    "metadata.name",
+                    f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
+                    "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+                )
+            ],
+        )
+    return name
+
+
+def _check_string_maps(rt: ResourceType, m: Obj, name: str) -> None:
+    """Labels and annotations map to strings."""
+    for key in ("labels", "annotations"):
+        val = m.get(key)
+        if val is not None and (
+            not isinstance(val, dict) or not all(isinstance(v, str) for v in val.values())
+        ):
+            raise errors.invalid(
+                rt.kind,
+                name,
+                rt.group,
+                [(f"metadata.{key}", "Invalid value: values must be strings")],
+            )
