@@ -22,7 +22,6 @@ from typing import Any
 
 from pytest_devloop.artifacts.fingerprint import (
     FileHasher,
-    combine,
     helmignore_matcher,
     walk_files,
 )
@@ -50,6 +49,7 @@ from pytest_devloop.sync.inputs import InputStore, changed_inputs
 from pytest_devloop.sync.inputs import attribute as inputs_attribute
 from pytest_devloop.sync.plan import Plan, Recorded, object_key, project, short_name
 from pytest_devloop.sync.state import ArtifactRecord, ObjectRecord, StateStore, cluster_key
+from pytest_devloop.sync.strategies import ArtifactStrategy, strategy_for
 from pytest_devloop.sync.unstable import diff_paths, keep_values, path_text, without
 
 ARTIFACT_LABEL = ownership.ARTIFACT_LABEL
@@ -148,8 +148,7 @@ class _ArtifactSync:
     (fingerprint, render and resolve, plan, hooks with apply and prune, wait, record)
     hands to the next."""
 
-    kind: str  # chart | manifests
-    entry: ChartRelease | ManifestSet
+    strategy: ArtifactStrategy  # what differs by kind of artifact
     records: dict[str, ArtifactRecord]  # the state's records of every artifact
     res: ArtifactResult
     api_versions: list[str]  # refreshed in place when this sync's CRDs become served
@@ -168,6 +167,10 @@ class _ArtifactSync:
     # The plan step:
     recorded: dict[str, Recorded] = field(default_factory=dict)
     live: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+
+    @property
+    def entry(self) -> ChartRelease | ManifestSet:
+        return self.strategy.entry
 
     @property
     def unchanged_inputs(self) -> bool:
@@ -347,10 +350,9 @@ class Syncer:
             self._prepare_images(plan_only=plan_only)
             timings["build"] = time.perf_counter() - t_images
             crd_scopes: dict[tuple[str, str], bool] = {}
-            entries: list[tuple[str, ChartRelease | ManifestSet]] = [
-                ("manifests", m) for m in self.config.manifests
-            ]
-            entries += [("chart", c) for c in self.config.charts]
+            # Manifest sets first (they may hold the CRDs a chart needs), then charts.
+            strategies = [strategy_for(m) for m in self.config.manifests]
+            strategies += [strategy_for(c) for c in self.config.charts]
             inputs = InputStore(
                 self.config.root
                 / ".devloop"
@@ -358,18 +360,18 @@ class Syncer:
                 / f"{cluster_key(self.target.server, uid)}.json"
             )
             touched = [self._relative(Path(p)) for p in changed_paths]
-            for kind, entry in entries:
+            for strategy in strategies:
+                entry = strategy.entry
                 started = time.perf_counter()
-                res = ArtifactResult(entry.name, kind)
-                files = self._input_files(entry)
+                res = ArtifactResult(entry.name, strategy.kind)
+                files = self._input_files(strategy)
                 changed_files = changed_inputs(
                     files, inputs.get(entry.name) if stateful else None, touched
                 )
                 try:
                     self._sync_artifact(
                         _ArtifactSync(
-                            kind,
-                            entry,
+                            strategy,
                             state.artifacts,
                             res,
                             api_versions,
@@ -471,19 +473,18 @@ class Syncer:
         except ValueError:
             return full.as_posix()
 
-    def _input_files(self, entry: ChartRelease | ManifestSet) -> dict[str, str]:
+    def _input_files(self, strategy: ArtifactStrategy) -> dict[str, str]:
         """Digest of every input file of an artifact (the files its fingerprint reads)."""
         out: dict[str, str] = {}
-        root = entry.path
+        root = strategy.entry.path
         if root.is_dir():
-            ignore = helmignore_matcher(root) if isinstance(entry, ChartRelease) else None
-            for rel in walk_files(root, ignore=ignore):
+            for rel in walk_files(root, ignore=strategy.ignore()):
                 out[self._relative(root / rel)] = self.hasher.file_digest(root / rel)
         elif root.exists():
             out[self._relative(root)] = self.hasher.file_digest(root)
-        for values in getattr(entry, "values", ()):
-            if Path(values).exists():
-                out[self._relative(Path(values))] = self.hasher.file_digest(Path(values))
+        for values in strategy.values_files():
+            if values.exists():
+                out[self._relative(values)] = self.hasher.file_digest(values)
         return out
 
     def _attribute(
@@ -530,8 +531,8 @@ class Syncer:
                     "re-applies or prunes them"
                 )
             namespace = self.namespace_for(entry.namespace)
-            kind = "chart" if isinstance(entry, ChartRelease) else "manifests"
-            current = self._fingerprint(kind, entry, namespace, api_versions, server_version)
+            strategy = strategy_for(entry)
+            current = strategy.fingerprint(self, namespace, api_versions, server_version)
             recorded = {
                 k: Recorded(r.digest, r.applied, r.observed, r.pending)
                 for k, r in record.objects.items()
@@ -542,8 +543,7 @@ class Syncer:
                 for k, r in record.objects.items()
                 if k not in record.kept
             }
-            labelled = not (isinstance(entry, ChartRelease) and entry.deployer == "helm")
-            live = self._live(entry.name, recorded, desired, labelled=labelled)
+            live = self._live(entry.name, recorded, desired, labelled=strategy.labelled)
             the_plan = planning.plan_artifact(
                 entry.name, {k: d.obj for k, d in desired.items()}, recorded, live
             )
@@ -687,39 +687,6 @@ class Syncer:
             )
         return values
 
-    def _fingerprint(
-        self,
-        kind: str,
-        entry: ChartRelease | ManifestSet,
-        namespace: str,
-        api_versions: list[str],
-        server_version: str,
-    ) -> str:
-        if isinstance(entry, ChartRelease):
-            return combine(
-                "chart",
-                entry.name,
-                namespace,
-                self.project,
-                self.hasher.tree_digest(entry.path, ignore=helmignore_matcher(entry.path)),
-                *(self.hasher.file_digest(v) for v in entry.values),
-                *(str(v) for v in entry.values),
-                json.dumps(self._values(entry), sort_keys=True, default=str),
-                json.dumps(entry.set_string, sort_keys=True),
-                entry.deployer,
-                self._helm_version(),
-                *self._queries(entry).capabilities(api_versions, server_version),
-            )
-        assert isinstance(entry, ManifestSet)
-        digest = (
-            self.hasher.tree_digest(entry.path)
-            if entry.path.is_dir()
-            else self.hasher.file_digest(entry.path)
-        )
-        return combine(
-            "manifests", entry.name, namespace, self.project, digest, str(entry.kustomize)
-        )
-
     def _queries(self, entry: ChartRelease) -> ChartQueries:
         """What the chart asks of the cluster, read once per content of its folder."""
         digest = self.hasher.tree_digest(entry.path, ignore=helmignore_matcher(entry.path))
@@ -734,7 +701,7 @@ class Syncer:
         resolve, plan, hooks with apply and prune, wait, record."""
         entry, res = job.entry, job.res
         self._fingerprint_step(job)
-        if isinstance(entry, ChartRelease) and entry.deployer == "helm":
+        if isinstance(entry, ChartRelease) and job.strategy.helm_deployed:
             self._sync_helm(
                 entry, job.namespace, job.fingerprint, job.records, res, job.crd_scopes,
                 unchanged=job.unchanged_inputs and not job.full, plan_only=job.plan_only,
@@ -767,7 +734,7 @@ class Syncer:
         job.records[entry.name] = new_record
         if conflicts:
             raise SyncError("\n".join(conflicts))
-        if isinstance(entry, ChartRelease) and res.rendered:
+        if job.strategy.converges and res.rendered:
             self._converge(job)
 
     def _fingerprint_step(self, job: _ArtifactSync) -> None:
@@ -775,8 +742,8 @@ class Syncer:
         job.namespace = self.namespace_for(job.entry.namespace)
         job.res.namespace = job.namespace
         job.record = job.records.get(job.entry.name)
-        job.fingerprint = self._fingerprint(
-            job.kind, job.entry, job.namespace, job.api_versions, job.server_version
+        job.fingerprint = job.strategy.fingerprint(
+            self, job.namespace, job.api_versions, job.server_version
         )
 
     def _desired_as_applied(self, job: _ArtifactSync) -> None:
@@ -794,7 +761,7 @@ class Syncer:
     def _render_step(self, job: _ArtifactSync) -> None:
         """Render, resolve (namespaces, labels, hooks set apart), keep generated values."""
         t_render = time.perf_counter()
-        rendered = self._render(job)
+        rendered = job.strategy.render(self, job)
         self._timings["render"] = self._timings.get("render", 0.0) + (
             time.perf_counter() - t_render
         )
@@ -941,14 +908,14 @@ class Syncer:
         job.api_versions[:] = self.kube.api_versions_with_kinds()
         record = job.records[entry.name]
         namespace = self.namespace_for(entry.namespace)
-        if self._fingerprint("chart", entry, namespace, job.api_versions, job.server_version) == (
+        if job.strategy.fingerprint(self, namespace, job.api_versions, job.server_version) == (
             record.fingerprint
         ):
             return
-        again = ArtifactResult(entry.name, "chart")
+        again = ArtifactResult(entry.name, job.strategy.kind)
         self._sync_artifact(
             _ArtifactSync(
-                "chart", entry, job.records, again, job.api_versions, job.server_version,
+                job.strategy, job.records, again, job.api_versions, job.server_version,
                 job.crd_scopes, plan_only=False, full=False,
             )
         )  # fmt: skip
@@ -960,85 +927,84 @@ class Syncer:
             seen = {a.key for a in res.plan.actions}
             res.plan.actions += [a for a in again.plan.actions if a.key not in seen]
 
-    def _render(self, job: _ArtifactSync) -> list[DesiredObject]:
-        entry, namespace, record = job.entry, job.namespace, job.record
+    def _render_chart(self, entry: ChartRelease, job: _ArtifactSync) -> list[DesiredObject]:
+        """A chart's render: against the cluster when it uses `lookup` (its own CRDs
+        installed first, as Helm does), and as an upgrade once its objects exist."""
+        namespace, record = job.namespace, job.record
         api_versions, server_version = job.api_versions, job.server_version
-        if isinstance(entry, ChartRelease):
-            set_values = self._values(entry)
+        set_values = self._values(entry)
 
-            def render(
-                cluster: ClusterAccess | None, *, upgrade: bool = record is not None
-            ) -> list[DesiredObject]:
-                return render_chart(
-                    self.helm,
-                    release=entry.name,
-                    chart=entry.path,
-                    namespace=namespace,
-                    values_files=list(entry.values),
-                    set_values=set_values,
-                    set_string=dict(entry.set_string),
-                    kube_version=server_version or None,
-                    api_versions=api_versions,
-                    is_upgrade=upgrade,
-                    cluster=cluster,
-                    parse_cache=self._parse_cache,
-                )
+        def render(
+            cluster: ClusterAccess | None, *, upgrade: bool = record is not None
+        ) -> list[DesiredObject]:
+            return render_chart(
+                self.helm,
+                release=entry.name,
+                chart=entry.path,
+                namespace=namespace,
+                values_files=list(entry.values),
+                set_values=set_values,
+                set_string=dict(entry.set_string),
+                kube_version=server_version or None,
+                api_versions=api_versions,
+                is_upgrade=upgrade,
+                cluster=cluster,
+                parse_cache=self._parse_cache,
+            )
 
-            def render_live(access: ClusterAccess) -> list[DesiredObject]:
-                if entry.name not in self._upgrade_renders:
-                    try:
-                        return render(access)
-                    except RenderError as e:
-                        # An install render against the cluster refuses objects that
-                        # exist without Helm's release metadata (devloop applied them, or
-                        # its state is gone): render as the upgrade it is.
-                        if "cannot be imported into the current release" not in str(e):
-                            raise
-                    self._upgrade_renders.add(entry.name)
-                return render(access, upgrade=True)
-
-            if not self._queries(entry).lookup:
-                return render(None)
-            # `lookup` sees live objects only in a render against the cluster.
-            access = ClusterAccess(self.target.kubeconfig, self.target.context)
-            # Helm maps each rendered object to a served kind, and the chart's own CRDs
-            # are not served before its first install: install them first, as Helm does.
-            # On a first sync a client-side render (a tenth of a render against the
-            # cluster) tells whether any is missing; later, Helm's refusal does.
-            offline: list[DesiredObject] | None = None
-            if record is None and entry.name not in self._crds_served:
-                offline = render(None)
-                served = set(api_versions)
-                if not [d for d in offline if _unserved_crd(d.obj, served)]:
-                    self._crds_served.add(entry.name)
-                    return render_live(access)
-            else:
+        def render_live(access: ClusterAccess) -> list[DesiredObject]:
+            if entry.name not in self._upgrade_renders:
                 try:
-                    return render_live(access)
+                    return render(access)
                 except RenderError as e:
-                    if "resource mapping not found" not in str(e):
+                    # An install render against the cluster refuses objects that
+                    # exist without Helm's release metadata (devloop applied them, or
+                    # its state is gone): render as the upgrade it is.
+                    if "cannot be imported into the current release" not in str(e):
                         raise
-                offline = render(None)
-            crds = [d for d in offline if d.obj.get("kind") == "CustomResourceDefinition"]
-            if not crds:
-                raise SyncError(
-                    f"chart {entry.name}: rendering against the cluster failed: a kind it "
-                    "renders is not served and its CRD is not in the chart; apply the CRD first "
-                    "(a manifests entry listed before the chart)"
-                )
-            if self._plan_only:
-                self.out(
-                    f"devloop: {entry.name}: planned without `lookup` results: the chart's "
-                    "CRDs are not installed yet"
-                )
-                return offline
-            self._install_crds(entry.name, crds)
-            self._upgrade_renders.add(entry.name)  # its CRDs exist now
-            self._crds_served.add(entry.name)
-            api_versions[:] = self.kube.api_versions_with_kinds()
-            return render_live(access)
-        assert isinstance(entry, ManifestSet)
-        return render_manifests(entry.path, kustomize=entry.kustomize, artifact=entry.name)
+                self._upgrade_renders.add(entry.name)
+            return render(access, upgrade=True)
+
+        if not self._queries(entry).lookup:
+            return render(None)
+        # `lookup` sees live objects only in a render against the cluster.
+        access = ClusterAccess(self.target.kubeconfig, self.target.context)
+        # Helm maps each rendered object to a served kind, and the chart's own CRDs
+        # are not served before its first install: install them first, as Helm does.
+        # On a first sync a client-side render (a tenth of a render against the
+        # cluster) tells whether any is missing; later, Helm's refusal does.
+        offline: list[DesiredObject] | None = None
+        if record is None and entry.name not in self._crds_served:
+            offline = render(None)
+            served = set(api_versions)
+            if not [d for d in offline if _unserved_crd(d.obj, served)]:
+                self._crds_served.add(entry.name)
+                return render_live(access)
+        else:
+            try:
+                return render_live(access)
+            except RenderError as e:
+                if "resource mapping not found" not in str(e):
+                    raise
+            offline = render(None)
+        crds = [d for d in offline if d.obj.get("kind") == "CustomResourceDefinition"]
+        if not crds:
+            raise SyncError(
+                f"chart {entry.name}: rendering against the cluster failed: a kind it "
+                "renders is not served and its CRD is not in the chart; apply the CRD first "
+                "(a manifests entry listed before the chart)"
+            )
+        if self._plan_only:
+            self.out(
+                f"devloop: {entry.name}: planned without `lookup` results: the chart's "
+                "CRDs are not installed yet"
+            )
+            return offline
+        self._install_crds(entry.name, crds)
+        self._upgrade_renders.add(entry.name)  # its CRDs exist now
+        self._crds_served.add(entry.name)
+        api_versions[:] = self.kube.api_versions_with_kinds()
+        return render_live(access)
 
     def _install_crds(self, artifact: str, crds: list[DesiredObject]) -> None:
         """Apply a chart's CRDs ahead of its render and wait until they are served."""
@@ -1080,7 +1046,7 @@ class Syncer:
         """
         entry, record, desired, hooks = job.entry, job.record, job.desired, job.hooks
         unstable = dict(record.unstable) if record else {}
-        if not isinstance(entry, ChartRelease):
+        if not job.strategy.generates_values:
             return unstable
         known = set(record.objects) | set(record.hooks) if record else set()
         # Hooks a sync never runs (test, delete, rollback) are never recorded: leave them
@@ -1092,7 +1058,7 @@ class Syncer:
         }
         fresh = [k for k in [*desired, *hook_objs] if k not in known]
         if fresh:
-            again = self._render(job)
+            again = job.strategy.render(self, job)
             desired2, hooks2 = self._resolve(entry.name, again, job.namespace, job.crd_scopes)
             second = {k: d.obj for k, d in desired2.items()}
             second.update({object_key(h.obj): h.obj for h in hooks2})
