@@ -71,6 +71,12 @@ def load_yaml(raw: bytes | str) -> Any:
         data = yaml.load(text, Loader=loader)
     except (RecursionError, _TooDeep) as e:
         raise too_deep() from e
+    except yaml.YAMLError as e:
+        # Newer libyaml builds (PyYAML 6.0.4 wheels) stop deep block nesting themselves:
+        # the same refusal, in the server's words, whichever libyaml is installed.
+        if "maximum nesting depth" in str(e):
+            raise too_deep() from e
+        raise
     check_shape(data)
     return data
 
