@@ -17,10 +17,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import tenacity
 
 
 @dataclass(frozen=True)
@@ -121,11 +122,14 @@ def stop(
             os.kill(recorded.pid, sig)
         except ProcessLookupError:
             return True
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not is_same(recorded):
-                return True
-            time.sleep(0.02)
+        exited = tenacity.Retrying(
+            stop=tenacity.stop_after_delay(wait),
+            wait=tenacity.wait_fixed(0.02),
+            retry=tenacity.retry_if_result(lambda same: same),
+            retry_error_callback=lambda state: True,
+        )
+        if not exited(is_same, recorded):
+            return True
     if is_same(recorded):
         raise TimeoutError(f"process {recorded.pid} did not exit after SIGKILL")
     return True

@@ -678,10 +678,9 @@ class TestRun:
                 kube.delete(res, None, name)
             except KubeError as e:
                 leftovers.append(f"{kind}/{name} ({e})")
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and kube.get(ns_res, None, self.ci_namespace) is not None:
-            time.sleep(0.05)
-        if kube.get(ns_res, None, self.ci_namespace) is not None:
+        namespace = self.ci_namespace
+        assert namespace is not None
+        if not _gone_within(lambda: kube.get(ns_res, None, namespace) is None, wait):
             leftovers.append(
                 f"Namespace/{self.ci_namespace} (still terminating after {wait:.0f} s)"
             )
@@ -718,3 +717,16 @@ def _api_version_of(obj: dict[str, Any] | None, group: str) -> str:
     if obj and obj.get("apiVersion"):
         return str(obj["apiVersion"])
     return f"{group}/v1" if group else "v1"
+
+
+def _gone_within(gone: Callable[[], bool], seconds: float) -> bool:
+    """Poll `gone` every 50 ms (tenacity) until it holds or `seconds` pass; its last answer."""
+    import tenacity
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_delay(seconds),
+        wait=tenacity.wait_fixed(0.05),
+        retry=tenacity.retry_if_result(lambda done: not done),
+        retry_error_callback=lambda state: False,
+    )
+    return bool(retrying(gone))
