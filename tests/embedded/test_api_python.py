@@ -40,11 +40,18 @@ def deployment(name: str, replicas: int = 1, image: str = "nginx:1.27") -> dict[
     }
 
 
-def wait_until(fn: Any, timeout: float = 5.0) -> Any:
+def wait_until(fn: Any, timeout: float = 10.0) -> Any:
+    """Retry `fn` until truthy; a 404 counts as "not yet" (controllers create objects
+    such as Endpoints asynchronously, on a real cluster too)."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        last = fn()
+        try:
+            last = fn()
+        except client.exceptions.ApiException as e:
+            if e.status != 404:
+                raise
+            last = None
         if last:
             return last
         time.sleep(0.02)
