@@ -242,7 +242,10 @@ def pytest_configure(config: pytest.Config) -> None:
             ResultsWriter(config, Path(results), run=lambda: config.stash.get(_RUN_KEY, None)),
             "devloop-results",
         )
-    if _active(config) and config.pluginmanager.hasplugin("xdist"):
+    if not _active(config):
+        return
+    config.pluginmanager.register(DevloopSession(config), "devloop-session")
+    if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "devloop-xdist")
 
 
@@ -298,32 +301,144 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     return 0 if result.ok else 1
 
 
-def pytest_report_header(config: pytest.Config) -> list[str] | None:
-    """`devloop: mode dev, cluster embedded (https://127.0.0.1:...), config devloop.yaml,
-    selection on (...)` under pytest's own header, as testmon and xdist print theirs."""
-    if not _active(config) or hasattr(config, "workerinput"):
-        return None
-    from pytest_devloop.run.header import header_line
+class DevloopSession:
+    """The hooks of a pytest run that uses devloop, registered only when a config file is
+    active (as xdist registers its DSession): a project without one pays nothing past
+    `pytest_configure`. State lives in `config.stash`."""
 
-    return [header_line(_run(config))]
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
 
+    def pytest_report_header(self, config: pytest.Config) -> list[str] | None:
+        """`devloop: mode dev, cluster embedded (https://127.0.0.1:...), config devloop.yaml,
+        selection on (...)` under pytest's own header, as testmon and xdist print theirs."""
+        if hasattr(config, "workerinput"):
+            return None
+        from pytest_devloop.run.header import header_line
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    # tryfirst: under xdist the controller must have synced before its workers start.
-    config = session.config
-    if not _active(config) or config.getoption("collectonly"):
-        return
-    _run(config).sync_once()
+        return [header_line(_run(config))]
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        # tryfirst: under xdist the controller must have synced before its workers start.
+        config = session.config
+        if config.getoption("collectonly"):
+            return
+        _run(config).sync_once()
 
-@pytest.hookimpl(wrapper=True)
-def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, Any, Any]:
-    report = yield
-    # Remembered per session: a file that failed to collect invalidates its tests' records.
-    if report.failed and isinstance(collector, pytest.File) and _active(collector.config):
-        collector.config.stash.setdefault(_COLLECT_ERRORS_KEY, []).append(report.nodeid)
-    return report
+    @pytest.hookimpl(wrapper=True)
+    def pytest_make_collect_report(self, collector: pytest.Collector) -> Generator[None, Any, Any]:
+        report = yield
+        # Remembered per session: a file that failed to collect invalidates its tests' records.
+        if report.failed and isinstance(collector, pytest.File):
+            collector.config.stash.setdefault(_COLLECT_ERRORS_KEY, []).append(report.nodeid)
+        return report
+
+    def pytest_collection_modifyitems(
+        self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        if not config.getoption("devloop_affected"):
+            return
+        run = _run(config)
+        selected, deselected = run.select(items)
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = selected
+        if config.getoption("devloop_explain"):
+            run.explain_lines = run.explain()
+        if not run.is_worker:
+            if run.selection_note:
+                run.write(run.selection_note)
+            for line in run.explain_lines:
+                run.write(line)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> Iterator[None]:
+        run = _run(item.config)
+        run.recorder.start(item.nodeid)
+        yield
+        run.record_test(item, run.recorder.stop(), run.outcomes.get(item.nodeid, "passed"))
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, Any, None]:
+        outcome = yield
+        from pytest_devloop.run.testrun import SyncFailed
+
+        report: pytest.TestReport = outcome.get_result()
+        if call.excinfo is not None and isinstance(call.excinfo.value, SyncFailed):
+            # A failed sync is an error of the test, never the failure an xfail expects.
+            if hasattr(report, "wasxfail"):
+                del report.wasxfail
+            report.outcome = "failed"
+        run = _run(item.config)
+        if call.when != "call":
+            if report.failed:
+                run.outcomes[item.nodeid] = "error"
+            elif report.skipped and hasattr(report, "wasxfail"):
+                run.outcomes[item.nodeid] = "xfailed"  # an xfail(run=False) or a setup xfail
+            return
+        # Outcomes as pytest reports them: an expected failure is xfailed, not skipped.
+        if hasattr(report, "wasxfail"):
+            run.outcomes[item.nodeid] = "xfailed" if report.skipped else "xpassed"
+        elif report.skipped:
+            run.outcomes.setdefault(item.nodeid, "skipped")
+        if not report.failed:
+            return
+        run.outcomes[item.nodeid] = "failed"
+        text = run.diagnostics(item)
+        if text:
+            report.sections.append(("devloop: cluster", text))
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        config = session.config
+        run = _run(config)
+        if run.is_worker:
+            from pytest_devloop.run.testrun import WORKER_RECORDS
+
+            config.workeroutput[WORKER_RECORDS] = json.dumps(  # type: ignore[attr-defined]
+                {
+                    "records": run.records,
+                    "note": run.selection_note,
+                    "explain": run.explain_lines,
+                    "nothing_affected": run.nothing_affected,
+                }
+            )
+            return
+        if run.nothing_affected and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+            # Every test deselected by devloop: nothing to run is a green run, not pytest's 5.
+            session.exitstatus = pytest.ExitCode.OK
+        try:
+            _invalidate_uncollected(config, run)
+            run.save_records(run.records)
+        finally:
+            run.teardown()
+            _secure(run)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        # An interrupt during the session-start sync (SIGTERM/SIGHUP/Ctrl-C) skips
+        # pytest_sessionfinish: the CI namespace may exist already, so tear down here too.
+        run: TestRun | None = config.stash.get(_RUN_KEY, None)
+        if run is None or run.is_worker:
+            return
+        try:
+            run.teardown()
+        finally:
+            if run.signals is not None:
+                run.signals.uninstall()
+
+    def pytest_terminal_summary(
+        self, terminalreporter: Any, exitstatus: int, config: pytest.Config
+    ) -> None:
+        run = _run(config)
+        if config.pluginmanager.hasplugin("dsession") and run.selection_note:
+            # Under xdist the workers selected; their note arrives at the end.
+            terminalreporter.write_line(run.selection_note)
+            for line in run.explain_lines:
+                terminalreporter.write_line(line)
 
 
 def _invalidate_uncollected(config: pytest.Config, run: TestRun) -> None:
@@ -339,99 +454,6 @@ def _invalidate_uncollected(config: pytest.Config, run: TestRun) -> None:
             run.records[nodeid] = {**record, "file_digest": "collection-error"}
 
 
-def pytest_collection_modifyitems(
-    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
-) -> None:
-    if not _active(config) or not config.getoption("devloop_affected"):
-        return
-    run = _run(config)
-    selected, deselected = run.select(items)
-    if deselected:
-        config.hook.pytest_deselected(items=deselected)
-        items[:] = selected
-    if config.getoption("devloop_explain"):
-        run.explain_lines = run.explain()
-    if not run.is_worker:
-        if run.selection_note:
-            run.write(run.selection_note)
-        for line in run.explain_lines:
-            run.write(line)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    if not _active(item.config):
-        yield
-        return
-    run = _run(item.config)
-    run.recorder.start(item.nodeid)
-    yield
-    run.record_test(item, run.recorder.stop(), run.outcomes.get(item.nodeid, "passed"))
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, Any, None]:
-    outcome = yield
-    if not _active(item.config):
-        return
-    from pytest_devloop.run.testrun import SyncFailed
-
-    report: pytest.TestReport = outcome.get_result()
-    if call.excinfo is not None and isinstance(call.excinfo.value, SyncFailed):
-        # A failed sync is an error of the test, never the failure an xfail expects.
-        if hasattr(report, "wasxfail"):
-            del report.wasxfail
-        report.outcome = "failed"
-    run = _run(item.config)
-    if call.when != "call":
-        if report.failed:
-            run.outcomes[item.nodeid] = "error"
-        elif report.skipped and hasattr(report, "wasxfail"):
-            run.outcomes[item.nodeid] = "xfailed"  # an xfail(run=False) or a setup xfail
-        return
-    # Outcomes as pytest reports them: an expected failure is xfailed, not skipped.
-    if hasattr(report, "wasxfail"):
-        run.outcomes[item.nodeid] = "xfailed" if report.skipped else "xpassed"
-    elif report.skipped:
-        run.outcomes.setdefault(item.nodeid, "skipped")
-    if not report.failed:
-        return
-    run.outcomes[item.nodeid] = "failed"
-    text = run.diagnostics(item)
-    if text:
-        report.sections.append(("devloop: cluster", text))
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    config = session.config
-    if not _active(config):
-        return
-    run = _run(config)
-    if run.is_worker:
-        from pytest_devloop.run.testrun import WORKER_RECORDS
-
-        config.workeroutput[WORKER_RECORDS] = json.dumps(  # type: ignore[attr-defined]
-            {
-                "records": run.records,
-                "note": run.selection_note,
-                "explain": run.explain_lines,
-                "nothing_affected": run.nothing_affected,
-            }
-        )
-        return
-    if run.nothing_affected and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
-        # Every test deselected by devloop: nothing to run is a green run, not pytest's 5.
-        session.exitstatus = pytest.ExitCode.OK
-    try:
-        _invalidate_uncollected(config, run)
-        run.save_records(run.records)
-    finally:
-        run.teardown()
-        _secure(run)
-
-
 def _secure(run: TestRun) -> None:
     """`.devloop/` private: whatever this run wrote there (records, caches, logs) 0600."""
     from pytest_devloop.sync.ownership import secure_tree
@@ -439,30 +461,6 @@ def _secure(run: TestRun) -> None:
     root = getattr(getattr(run, "config", None), "root", None)
     if root is not None:
         secure_tree(root)
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    # An interrupt during the session-start sync (SIGTERM/SIGHUP/Ctrl-C) skips
-    # pytest_sessionfinish: the CI namespace may exist already, so tear down here too.
-    run: TestRun | None = config.stash.get(_RUN_KEY, None)
-    if run is None or run.is_worker:
-        return
-    try:
-        run.teardown()
-    finally:
-        if run.signals is not None:
-            run.signals.uninstall()
-
-
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    if not _active(config):
-        return
-    run = _run(config)
-    if config.pluginmanager.hasplugin("dsession") and run.selection_note:
-        # Under xdist the workers selected; their note arrives at the end.
-        terminalreporter.write_line(run.selection_note)
-        for line in run.explain_lines:
-            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -33,3 +33,20 @@ def test_importing_the_package_imports_no_client() -> None:
     ).stdout
     assert "kubernetes" not in out, out
     assert out.strip() == "['pytest_devloop.plugin']", out
+
+
+def test_the_session_plugin_is_registered_only_when_a_config_is_active(
+    pytester: pytest.Pytester,
+) -> None:
+    """As xdist registers its DSession: a project without devloop.yaml gets no devloop hooks."""
+    pytester.makepyfile(
+        test_probe="""
+        def test_probe(pytestconfig):
+            print("SESSION", pytestconfig.pluginmanager.get_plugin("devloop-session") is not None)
+        """
+    )
+    without = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider")
+    without.stdout.fnmatch_lines(["*SESSION False*"])
+    pytester.makefile(".yaml", devloop="charts: []\n")
+    with_config = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "--devloop-static")
+    with_config.stdout.fnmatch_lines(["*SESSION True*"])
