@@ -72,18 +72,6 @@ def _is_loopback(server: str) -> bool:
 # Names a container runtime on this machine gives its published ports (Docker Desktop,
 # k3d's in-cluster view of the host).
 _THIS_MACHINE_NAMES = ("host.docker.internal", "kubernetes.docker.internal", "host.k3d.internal")
-# The networks minikube's drivers put their VM or container on (docker, kvm2,
-# virtualbox, hyperkit/qemu, vfkit).
-_MINIKUBE_NETWORKS = tuple(
-    ipaddress.ip_network(n)
-    for n in (
-        "192.168.49.0/24",
-        "192.168.39.0/24",
-        "192.168.59.0/24",
-        "192.168.64.0/24",
-        "192.168.105.0/24",
-    )
-)
 
 
 def _on_this_machine(server: str) -> bool:
@@ -95,14 +83,6 @@ def _on_this_machine(server: str) -> bool:
         return ipaddress.ip_address(host).is_unspecified
     except ValueError:
         return False
-
-
-def _on_minikube_network(server: str) -> bool:
-    try:
-        address = ipaddress.ip_address(_host(server))
-    except ValueError:
-        return False
-    return any(address in network for network in _MINIKUBE_NETWORKS)
 
 
 def minikube_profile_exists(profile: str) -> bool:
@@ -153,14 +133,14 @@ def _not_of_its_kind(target: Target, name: str) -> str | None:
         )
     if tool == "minikube":
         if name == cluster and (
-            minikube_profile_exists(cluster)
-            or _on_this_machine(target.server)
-            or _on_minikube_network(target.server)
+            # Its VM's address says nothing about whose it is: the profile on this
+            # machine does (every minikube cluster has one).
+            minikube_profile_exists(cluster) or _on_this_machine(target.server)
         ):
             return None
         return (
             f"it is not the minikube cluster {cluster!r} (no minikube profile {cluster!r} on "
-            "this machine, and the API server is not on this machine or a minikube network)"
+            "this machine, and the API server is not on this machine)"
         )
     return None if looks_local(name, target.server) else _LOCAL_LOOK
 
