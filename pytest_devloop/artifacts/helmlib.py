@@ -37,6 +37,8 @@ from typing import Any
 
 import yaml
 
+from pytest_devloop.k8s.install_order import RANK as _ORDER
+
 try:
     from yaml import CSafeLoader as _Loader
 except ImportError:  # PyYAML without libyaml
@@ -48,49 +50,6 @@ log = logging.getLogger(__name__)
 
 MODULE = "helm_python"
 
-# Helm 4's install order of kinds (pkg/release/v1/util InstallOrder); unknown kinds go
-# last, alphabetically, each group in the order rendered.
-INSTALL_ORDER = (
-    "PriorityClass",
-    "Namespace",
-    "NetworkPolicy",
-    "ResourceQuota",
-    "LimitRange",
-    "PodSecurityPolicy",
-    "PodDisruptionBudget",
-    "ServiceAccount",
-    "Secret",
-    "SecretList",
-    "ConfigMap",
-    "StorageClass",
-    "PersistentVolume",
-    "PersistentVolumeClaim",
-    "CustomResourceDefinition",
-    "ClusterRole",
-    "ClusterRoleList",
-    "ClusterRoleBinding",
-    "ClusterRoleBindingList",
-    "Role",
-    "RoleList",
-    "RoleBinding",
-    "RoleBindingList",
-    "Service",
-    "DaemonSet",
-    "Pod",
-    "ReplicationController",
-    "ReplicaSet",
-    "Deployment",
-    "HorizontalPodAutoscaler",
-    "StatefulSet",
-    "Job",
-    "CronJob",
-    "IngressClass",
-    "Ingress",
-    "APIService",
-    "MutatingWebhookConfiguration",
-    "ValidatingWebhookConfiguration",
-)
-_ORDER = {kind: i for i, kind in enumerate(INSTALL_ORDER)}
 _HOOK_EVENTS = frozenset(
     {
         "pre-install",

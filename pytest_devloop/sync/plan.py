@@ -16,50 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_devloop.k8s.apply import changed_paths
+from pytest_devloop.k8s.install_order import INSTALL_ORDER
+from pytest_devloop.k8s.install_order import RANK as _RANK
 from pytest_devloop.sync.ownership import is_secret, redact
-
-# Helm's install order (pkg/release/util/kind_sorter.go), which charts are written for.
-INSTALL_ORDER = [
-    "PriorityClass",
-    "Namespace",
-    "NetworkPolicy",
-    "ResourceQuota",
-    "LimitRange",
-    "PodSecurityPolicy",
-    "PodDisruptionBudget",
-    "ServiceAccount",
-    "Secret",
-    "SecretList",
-    "ConfigMap",
-    "StorageClass",
-    "PersistentVolume",
-    "PersistentVolumeClaim",
-    "CustomResourceDefinition",
-    "ClusterRole",
-    "ClusterRoleList",
-    "ClusterRoleBinding",
-    "ClusterRoleBindingList",
-    "Role",
-    "RoleList",
-    "RoleBinding",
-    "RoleBindingList",
-    "Service",
-    "DaemonSet",
-    "Pod",
-    "ReplicationController",
-    "ReplicaSet",
-    "Deployment",
-    "HorizontalPodAutoscaler",
-    "StatefulSet",
-    "Job",
-    "CronJob",
-    "IngressClass",
-    "Ingress",
-    "APIService",
-    "MutatingWebhookConfiguration",
-    "ValidatingWebhookConfiguration",
-]
-_RANK = {kind: i for i, kind in enumerate(INSTALL_ORDER)}
 
 # Kinds whose deletion destroys data or other objects: never pruned unless allowed.
 PROTECTED = {
