@@ -288,6 +288,9 @@ class Inputs:
                         yield p
 
 
+_COMPLETE_EVENTS = frozenset({"closed", "moved", "deleted"})
+
+
 class FileWatcher:
     """watchdog observers over the input roots; events go on the loop's queue."""
 
@@ -315,10 +318,13 @@ class FileWatcher:
                 dest = getattr(event, "dest_path", "")
                 if dest:
                     paths.append(dest)
+                # Closed after writing, renamed into place, deleted: the file is finished
+                # (the coalescer then waits only to gather the rest of a "save all").
+                complete = event.is_directory or event.event_type in _COMPLETE_EVENTS
                 for p in paths:
                     text = os.fsdecode(p)
                     if not ignored(text):
-                        put(("file", (time.monotonic(), text)))
+                        put(("file", (time.monotonic(), text, complete)))
 
         for root in roots:
             if root in self._watched:
@@ -783,10 +789,10 @@ class Watch:
                 except queue.Empty:
                     kind, payload = "tick", None
                 if kind == "file":
-                    at, path = payload
+                    at, path, complete = payload
                     if self._first_event is None:
                         self._first_event = at
-                    self.coalescer.add([path])
+                    self.coalescer.add([path], complete=complete)
                 elif kind == "drift":
                     if self._first_event is None:
                         self._first_event = time.monotonic()

@@ -166,3 +166,45 @@ def test_pod_log_colour_follows_color_option_then_no_color_then_the_terminal() -
     assert log_colour("auto", True, "1") is False  # NO_COLOR
     assert log_colour("no", True, "") is False  # --color=no
     assert log_colour("yes", False, "1") is True  # --color=yes wins
+
+
+def test_a_finished_save_is_ready_after_the_short_settle(clock: FakeClock) -> None:
+    # The writer closed the file (or renamed it into place): the save is complete, so the
+    # batch waits only `settle` for other files of the same save, not the quiet period.
+    c = Coalescer(0.05, 1.0, clock, settle=0.01)
+    c.add(["a.yaml"], complete=False)
+    clock.advance(0.001)
+    c.add(["a.yaml"], complete=True)
+    assert c.wait_time() == pytest.approx(0.01)
+    clock.advance(0.01)
+    assert c.take() == ["a.yaml"]
+
+
+def test_a_file_still_being_written_keeps_the_quiet_period(clock: FakeClock) -> None:
+    # b.yaml was modified and not closed yet: another file's close does not end the batch.
+    c = Coalescer(0.05, 1.0, clock, settle=0.01)
+    c.add(["b.yaml"], complete=False)
+    c.add(["a.yaml"], complete=False)
+    c.add(["a.yaml"], complete=True)
+    assert c.wait_time() == pytest.approx(0.05)
+    clock.advance(0.02)
+    assert c.take() is None
+    c.add(["b.yaml"], complete=True)
+    assert c.wait_time() == pytest.approx(0.01)
+
+
+def test_open_files_are_forgotten_with_their_batch(clock: FakeClock) -> None:
+    # A write never closed (a truncate, an mmap) is cut by the quiet period once; the next
+    # batch does not inherit it.
+    c = Coalescer(0.05, 1.0, clock, settle=0.01)
+    c.add(["b.yaml"], complete=False)
+    clock.advance(0.05)
+    assert c.take() == ["b.yaml"]
+    c.add(["a.yaml"], complete=True)
+    assert c.wait_time() == pytest.approx(0.01)
+
+
+def test_the_settle_is_never_longer_than_the_quiet_period(clock: FakeClock) -> None:
+    c = Coalescer(0.0, 1.0, clock, settle=0.01)
+    c.add(["a.yaml"], complete=True)
+    assert c.wait_time() == 0
