@@ -932,6 +932,7 @@ def render_chart(
         objects = _render_in_process(
             helm, release, chart, namespace, values, set_values, kube_version, api_versions,
             include_crds=include_crds, is_upgrade=is_upgrade, started=started,
+            parse_cache=parse_cache,
         )  # fmt: skip
         if objects is not None:
             return objects
@@ -980,6 +981,7 @@ def _render_in_process(
     include_crds: bool,
     is_upgrade: bool,
     started: float,
+    parse_cache: ParseCache | None = None,
 ) -> list[DesiredObject] | None:
     """The chart's objects from the in-process Helm, or None for the CLI to render (a
     chart it cannot render exactly like the CLI, or an error, whose message is the CLI's)."""
@@ -1008,7 +1010,7 @@ def _render_in_process(
             )
         return None
     try:
-        objects = parse_stream(text, artifact=release, default_source=str(chart))
+        objects = parse_stream(text, artifact=release, default_source=str(chart), cache=parse_cache)
     except ManifestError:
         if helm.executable:
             return None  # the CLI names the template as helm users know it

@@ -636,6 +636,37 @@ def test_parse_cache_reads_a_large_document_once_and_gives_the_same_objects(
     assert err.value.file == "c/templates/broken.yaml"
 
 
+def test_parse_cache_keeps_small_documents_in_memory_and_reparses_only_a_changed_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A watch renders the whole chart per save: only the documents whose text changed
+    # are read as YAML again; small ones never go to disk.
+    from pytest_devloop.artifacts import render
+    from pytest_devloop.artifacts.parsecache import ParseCache
+
+    docs = [
+        f"---\n# Source: c/templates/cm{i}.yaml\napiVersion: v1\nkind: ConfigMap\n"
+        f"metadata: {{name: cm{i}}}\ndata: {{a: '012', b: 012, c: y, i: '{i}'}}\n"
+        for i in range(5)
+    ]
+    text = "".join(docs)
+    cache = ParseCache(tmp_path / "parsed")
+    first = parse_stream(text, artifact="c", default_source="c", cache=cache)
+    composed: list[str] = []
+    real = render._compose_all
+    monkeypatch.setattr(render, "_compose_all", lambda t: composed.append(t) or real(t))
+    changed = text.replace("i: '3'", "i: 'three'")
+    second = parse_stream(changed, artifact="c", default_source="c", cache=cache)
+    assert composed == [docs[3].replace("i: '3'", "i: 'three'")]
+    assert [d.obj for d in second] == [
+        d.obj for d in parse_stream(changed, artifact="c", default_source="c")
+    ]
+    assert second[0].obj == first[0].obj and second[0].obj is not first[0].obj
+    assert second[3].obj["data"]["i"] == "three"
+    assert [(d.source, d.doc_index) for d in second] == [(d.source, d.doc_index) for d in first]
+    assert not (tmp_path / "parsed").exists()
+
+
 def test_chart_queries_name_only_the_capabilities_the_templates_read(tmp_path: Path) -> None:
     from pytest_devloop.artifacts.render import chart_queries
 
