@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -80,6 +80,9 @@ class Kube:
         self._lock = threading.Lock()
         self._gv_resources: dict[str, dict[str, ApiResource]] = {}
         self._group_versions: list[str] | None = None
+        # Called with the path of every write request (after it, whatever its outcome):
+        # caches of listed objects forget the collection.
+        self.write_listeners: list[Callable[[str], None]] = []
 
     # -- raw requests ---------------------------------------------------------
 
@@ -112,6 +115,10 @@ class Kube:
             raise Unreachable(0, "Unreachable", f"the API server did not answer: {e}") from e
         except OSError as e:
             raise Unreachable(0, "Unreachable", f"the API server did not answer: {e}") from e
+        finally:
+            if method != "GET":
+                for listener in self.write_listeners:
+                    listener(path)
         data = resp.data
         if not data:
             return None

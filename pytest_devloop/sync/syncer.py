@@ -47,6 +47,7 @@ from pytest_devloop.sync import plan as planning
 from pytest_devloop.sync.hooks import HookFailed, HookReport, HookRunner
 from pytest_devloop.sync.inputs import InputStore, changed_inputs
 from pytest_devloop.sync.inputs import attribute as inputs_attribute
+from pytest_devloop.sync.livecache import ChangeFeed, LiveCache
 from pytest_devloop.sync.plan import Plan, Recorded, object_key, project, short_name
 from pytest_devloop.sync.state import ArtifactRecord, ObjectRecord, StateStore, cluster_key
 from pytest_devloop.sync.strategies import ArtifactStrategy, strategy_for
@@ -241,6 +242,9 @@ class Syncer:
         self._crds_served: set[str] = set()
         self._unstable: dict[str, list[list[str | int]]] = {}
         self._timings: dict[str, float] = {}
+        # Watch mode: listed live objects reused while its watch streams vouch for them.
+        self._live_cache: LiveCache | None = None
+        self._live_uid: str | None = None
 
     @classmethod
     def from_options(
@@ -306,6 +310,12 @@ class Syncer:
             self._kube = Kube(self.target.api_client())
         return self._kube
 
+    def use_change_feed(self, feed: ChangeFeed) -> None:
+        """Reuse live listings while `feed` saw no event on their collection (watch mode;
+        see `sync.livecache`)."""
+        self._live_cache = LiveCache(feed)
+        self.kube.write_listeners.append(self._live_cache.wrote)
+
     def namespace_for(self, declared: str | None) -> str:
         if self.namespace_override:
             return self.namespace_override
@@ -328,6 +338,9 @@ class Syncer:
         t0 = time.perf_counter()
         kube = self.kube
         uid = self._connect()
+        if self._live_cache is not None and (full or uid != self._live_uid):
+            self._live_cache.clear()  # a full sync trusts nothing; another cluster either
+            self._live_uid = uid
         result = SyncResult(self.target, uid)
         timings = result.timings
         # Per step, summed over artifacts (watch mode prints the split of each cycle).
@@ -1177,12 +1190,25 @@ class Syncer:
                 (str(obj.get("apiVersion")), str(obj.get("kind")), m.get("namespace") or ""), []
             ).append(key)
         live: dict[str, dict[str, Any] | None] = dict.fromkeys(recorded)
+        # Only devloop-labelled collections: the watch streams see those (Helm-path
+        # objects carry no label of ours).
+        cache = self._live_cache if labelled else None
         for (api_version, kind, namespace), keys in wanted.items():
             res = self.kube.resource(api_version, kind)
             if res is None:
                 continue
             selector = f"{ARTIFACT_LABEL}={artifact}" if labelled else None
-            for item in self.kube.list(res, namespace or None, selector):
+            items = None
+            if cache is not None:
+                path = self.kube.path(res, namespace or None)
+                items = cache.get(path, selector or "")
+                if items is None:
+                    version = cache.before_list(path)
+                    items = self.kube.list(res, namespace or None, selector)
+                    cache.put(path, selector or "", version, items)
+            else:
+                items = self.kube.list(res, namespace or None, selector)
+            for item in items:
                 k = object_key(dict(item, apiVersion=api_version))
                 if k in live:
                     live[k] = item

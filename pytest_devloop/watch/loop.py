@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import hashlib
+import itertools
 import json
 import os
 import queue
@@ -353,6 +354,16 @@ class DriftWatch:
         self._lock = threading.Lock()
         self.busy = threading.Event()  # set while a cycle runs: our own writes are not drift
         self._stopped = False
+        # Per connected stream's collection path: a number that changes with every line
+        # the stream brings, and is new for each stream (the sync's `ChangeFeed`).
+        self._events: dict[str, int] = {}
+        self._seq = itertools.count(1)
+
+    def version(self, path: str) -> int | None:
+        """Events seen on the collection at `path` while its stream is connected; None
+        when no stream on it is (see `sync.livecache.ChangeFeed`)."""
+        with self._lock:
+            return self._events.get(path)
 
     def _signature(self, obj: dict[str, Any]) -> str:
         m = obj.get("metadata") or {}
@@ -409,12 +420,18 @@ class DriftWatch:
             )
             resp = self._client.call_api(*request, _request_timeout=(5, None)).response
             self._streams[key] = resp
+            with self._lock:
+                self._events[path] = next(self._seq)
             for line in iter_resp_lines(resp):
                 if self._stopped:
                     return
                 event = json.loads(line)
                 obj = event.get("object") or {}
                 etype = event.get("type")
+                if etype != "BOOKMARK":
+                    with self._lock:
+                        # Any other line (an ERROR too) may mean the collection moved.
+                        self._events[path] = next(self._seq)
                 if etype not in ("ADDED", "MODIFIED", "DELETED"):
                     continue
                 k = object_key(dict(obj, apiVersion=gv, kind=kind))
@@ -433,6 +450,9 @@ class DriftWatch:
                     self._put(("drift", f"{short_name(k)} was edited in the cluster"))
         except Exception:
             return
+        finally:
+            with self._lock:
+                self._events.pop(path, None)  # no stream: nothing listed may be reused
 
     def stop(self) -> None:
         self._stopped = True
@@ -723,9 +743,9 @@ class Watch:
             self.drift.stop()
             self.drift = None
         self.target = target
-        self.syncer = self._make_syncer(self.config)
         if self.drift is None:
             self.drift = DriftWatch(target, self.events.put)
+        self.syncer = self._make_syncer(self.config)
         if self.logs_enabled:
             if self.logs is not None:
                 self.logs.stop()
@@ -741,9 +761,13 @@ class Watch:
     def _make_syncer(self, config: Any) -> Any:
         from pytest_devloop.sync.syncer import Syncer
 
-        return Syncer.from_options(
+        syncer = Syncer.from_options(
             config, self.target, self.options, mode="dev", out=lambda line: None
         )
+        if self.drift is not None:
+            # The drift watch's streams vouch for what the last sync listed.
+            syncer.use_change_feed(self.drift)
+        return syncer
 
     def _watch_inputs(self) -> None:
         self.inputs = Inputs.of(self.config, self.rootdir)
