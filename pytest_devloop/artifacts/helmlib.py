@@ -23,6 +23,7 @@ know).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import json
@@ -285,6 +286,23 @@ def _kind_key(kind: str) -> tuple[int, str]:
     return (0, f"{position:04d}") if position is not None else (1, kind)
 
 
+@functools.lru_cache(maxsize=4096)
+def _kind_and_hook(name: str, doc: str) -> tuple[str, str | None]:
+    """A document's kind and `helm.sh/hook` annotation (read once per text: a watch
+    renders the same hook documents on every save)."""
+    try:
+        head = yaml.load(doc, _Loader)
+    except yaml.YAMLError as e:
+        raise Unsupported(f"YAML parse error on {name}") from e
+    if head is not None and not isinstance(head, dict):
+        raise Unsupported(f"{name}: a document is not a mapping")
+    head = head or {}
+    metadata = head.get("metadata") or {}
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    hook = annotations.get("helm.sh/hook") if isinstance(annotations, dict) else None
+    return str(head.get("kind") or ""), None if hook is None else str(hook)
+
+
 def sort_manifests(
     files: Mapping[str, str],
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -303,17 +321,7 @@ def sort_manifests(
                 # Most documents: a plain top-level kind and no hook; no YAML parse needed.
                 generic.append((kinds[0], name, doc))
                 continue
-            try:
-                head = yaml.load(doc, _Loader)
-            except yaml.YAMLError as e:
-                raise Unsupported(f"YAML parse error on {name}") from e
-            if head is not None and not isinstance(head, dict):
-                raise Unsupported(f"{name}: a document is not a mapping")
-            head = head or {}
-            kind = str(head.get("kind") or "")
-            metadata = head.get("metadata") or {}
-            annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
-            hook = annotations.get("helm.sh/hook") if isinstance(annotations, dict) else None
+            kind, hook = _kind_and_hook(name, doc)
             if hook is None:
                 generic.append((kind, name, doc))
                 continue
