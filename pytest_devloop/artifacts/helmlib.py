@@ -140,9 +140,13 @@ def render_template(
     api_versions: Sequence[str],
     include_crds: bool,
     is_upgrade: bool,
+    cli_fallback: bool = False,
 ) -> str | None:
     """The text `helm template` prints for these arguments, or None when the CLI must
-    render this chart (the reason is logged at debug level)."""
+    render this chart (the reason is logged at debug level). `cli_fallback`: a helm CLI
+    is there to render instead, so a chart that reads `.Capabilities.KubeVersion` with no
+    version given goes to it (the library's Helm and the CLI default to different
+    Kubernetes versions)."""
     started = time.perf_counter()
     try:
         text = _render(
@@ -156,6 +160,7 @@ def render_template(
             api_versions=api_versions,
             include_crds=include_crds,
             is_upgrade=is_upgrade,
+            cli_fallback=cli_fallback,
         )
     except Unsupported as e:
         log.debug("chart %s: rendered by the helm CLI: %s", release, e)
@@ -179,13 +184,17 @@ def _render(
     api_versions: Sequence[str],
     include_crds: bool,
     is_upgrade: bool,
+    cli_fallback: bool = False,
 ) -> str:
-    from pytest_devloop.artifacts.render import uses_lookup
+    from pytest_devloop.artifacts.render import chart_queries
 
     if not chart.is_dir():
         raise Unsupported("not a chart folder (packaged charts go to the CLI)")
-    if uses_lookup(chart):
+    queries = chart_queries(chart)
+    if queries.lookup:
         raise Unsupported("the chart calls lookup")
+    if cli_fallback and not kube_version and queries.kube_version:
+        raise Unsupported("the chart reads the Kubernetes version and none was given")
     if any(chart.rglob("values.schema.json")):
         raise Unsupported("the chart has a values schema")
     if _has_int(set_values):

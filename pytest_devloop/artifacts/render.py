@@ -999,6 +999,7 @@ def _render_in_process(
         api_versions=api_versions,
         include_crds=include_crds,
         is_upgrade=is_upgrade,
+        cli_fallback=bool(helm.executable),
     )
     if text is None:
         if not helm.executable:

@@ -187,3 +187,23 @@ def test_documents_are_split_and_sorted_as_helm_does() -> None:
         ("c/templates/b.yaml", "kind: Widget"),
     ]
     assert [d.split("kind: ")[1].split("\n")[0] for _, d in hooks] == ["ConfigMap", "Job"]
+
+
+def test_a_chart_reading_the_kube_version_renders_like_the_cli_when_none_is_given(
+    tmp_path: Path, library: helmlib.HelmLibrary, tool: Callable[[str], str]
+) -> None:
+    # The library's Helm and the CLI default to different Kubernetes versions: with no
+    # version given (a render without a cluster), the CLI renders such a chart when
+    # there is one; without one, the library renders it with its own default.
+    chart = tmp_path / "kv"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: kv\nversion: 0.1.0\n")
+    (chart / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kv}\n"
+        "data: {version: {{ .Capabilities.KubeVersion.Version | quote }}}\n"
+    )
+    cli = rendered(HelmTool(tool("helm4")), chart, kube_version=None)
+    both = rendered(HelmTool(tool("helm4"), library), chart, kube_version=None)
+    assert both == cli
+    alone = rendered(HelmTool("", library), chart, kube_version=None)
+    assert alone[0][2]["data"]["version"].startswith("v1.")
