@@ -256,17 +256,18 @@ def _gc(args: argparse.Namespace) -> int:
         print(f"devloop: {e}", file=sys.stderr)
         return 2
     older = args.older_than if args.older_than is not None else config.ci.stale_after
+    kube = Kube(target.api_client())
+    project = teardown.project_identity(config)
     try:
-        found = teardown.collect(
-            Kube(target.api_client()),
-            teardown.project_identity(config),
-            older,
-            dry_run=args.dry_run,
+        found = teardown.collect(kube, project, older, dry_run=args.dry_run)
+        # After the namespaces: what their runs created outside them goes with them.
+        left = teardown.collect_leftovers(
+            kube, project, dry_run=args.dry_run, gone=[s.name for s in found]
         )
     except KubeError as e:
         print(f"devloop: gc: {e}", file=sys.stderr)
         return 1
-    if not found:
+    if not found and not left:
         print(f"devloop: gc: no CI namespace of this project is older than {older:.0f} s")
     return 0
 

@@ -20,13 +20,12 @@ import hashlib
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-CI_RUN_LABEL = "devloop.dev/ci-run"
-CI_CREATED_LABEL = "devloop.dev/ci-created"
-PROJECT_LABEL = "devloop.dev/project"
+from pytest_devloop.sync.ownership import CI_CREATED_LABEL, CI_RUN_LABEL, PROJECT_LABEL
+
 DEFAULT_STALE_AFTER = 3600.0
 
 _SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -139,6 +138,92 @@ def collect(
         except KubeError as e:
             out(f"devloop: gc: could not delete CI namespace {stale.name}: {e}")
     return found
+
+
+def collect_leftovers(
+    kube: Any,
+    project: str,
+    *,
+    dry_run: bool = False,
+    out: Callable[[str], None] = print,
+    keep: str = "",
+    gone: Iterable[str] = (),
+) -> int:
+    """Delete (or, dry run, list) the cluster-scoped objects this project's CI runs
+    created whose run namespace is gone, terminating or in `gone` (the stale ones being
+    collected: a run killed before its teardown, or a teardown that could not delete
+    them); one line each; returns how many.
+
+    Only objects with the CI labels and this project's label are candidates, and of those
+    only ones created at or after their run started: an object that existed before and
+    that the run merely applied to (its labels then say so too) is kept.
+    """
+    from pytest_devloop.cluster.kube import KubeError
+
+    ns_res = kube.resource("v1", "Namespace")
+    assert ns_res is not None
+    alive: dict[str, bool] = dict.fromkeys(gone, False)  # being collected with them
+
+    def run_alive(run_id: str) -> bool:
+        name = f"devloop-{run_id}"
+        if name == keep:
+            return True
+        if name not in alive:
+            ns = kube.get(ns_res, None, name)
+            alive[name] = ns is not None and not (ns.get("metadata") or {}).get("deletionTimestamp")
+        return alive[name]
+
+    count = 0
+    for gv in kube.group_versions():
+        for res in kube.resources(gv).values():
+            if (
+                res.namespaced
+                or res.kind == "Namespace"
+                or not {"list", "delete"} <= set(res.verbs)
+            ):
+                continue  # namespaces are `collect`'s
+            try:
+                items = kube.list(res, None, f"{CI_RUN_LABEL},{PROJECT_LABEL}={project}")
+            except KubeError:
+                continue
+            for obj in items:
+                meta = obj.get("metadata") or {}
+                labels = meta.get("labels") or {}
+                run_id = str(labels.get(CI_RUN_LABEL) or "")
+                started = _float(labels.get(CI_CREATED_LABEL))
+                created = _timestamp(meta.get("creationTimestamp"))
+                if not run_id or started is None or created is None or created < started:
+                    continue
+                if meta.get("deletionTimestamp") or run_alive(run_id):
+                    continue
+                what = f"{res.kind}/{meta.get('name')}"
+                why = f"left by CI run devloop-{run_id}, whose namespace is gone"
+                count += 1
+                if dry_run:
+                    out(f"devloop: gc: would delete {what} ({why})")
+                    continue
+                try:
+                    kube.delete(res, None, str(meta.get("name")))
+                    out(f"devloop: gc: deleted {what} ({why})")
+                except KubeError as e:
+                    out(f"devloop: gc: could not delete {what}: {e}")
+    return count
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _timestamp(value: Any) -> float | None:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _age(seconds: float) -> str:

@@ -187,6 +187,7 @@ class TestRun:
                 self.target,
                 self.options,
                 namespace_override=self.ci_namespace,
+                ci_labels=self._ci_labels(),
                 out=self.write,
                 # Every cluster that runs containers builds anyway; the embedded one runs
                 # none, so CI mode builds there only with --devloop-build (as dev mode).
@@ -571,6 +572,17 @@ class TestRun:
         created = _created_at(kube.get(res, None, name))
         return created is not None and created >= self.ci_started
 
+    def _ci_labels(self) -> dict[str, str]:
+        """The run's labels for the cluster-scoped objects it creates (CI mode only)."""
+        from pytest_devloop.sync.ownership import CI_CREATED_LABEL, CI_RUN_LABEL
+
+        if self.ci_namespace is None or self.ci_started is None:
+            return {}
+        return {
+            CI_RUN_LABEL: self.ci_namespace.rsplit("-", 1)[-1],
+            CI_CREATED_LABEL: str(int(self.ci_started)),
+        }
+
     def _prepare_ci_namespace(self) -> None:
         """Collect this project's stale CI namespaces, then create this run's, labelled."""
         from pytest_devloop.cluster.kube import Kube, KubeError
@@ -580,11 +592,14 @@ class TestRun:
         kube = Kube(self.target.api_client())
         project = ci.project_identity(self.config)
         try:
-            ci.collect(
+            stale = ci.collect(
                 kube, project, self.config.ci.stale_after, out=self.write, keep=self.ci_namespace
             )
+            ci.collect_leftovers(
+                kube, project, out=self.write, keep=self.ci_namespace, gone=[s.name for s in stale]
+            )
             self._collect_cluster_scoped_leftovers(kube)
-            ci.create_namespace(kube, self.ci_namespace, project)
+            ci.create_namespace(kube, self.ci_namespace, project, now=self.ci_started)
         except KubeError as e:
             # The sync that follows meets the same cluster and reports it in its own words.
             self.write(f"devloop: CI namespace {self.ci_namespace}: {e}")

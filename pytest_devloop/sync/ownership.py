@@ -26,13 +26,17 @@ from typing import Any
 from pytest_devloop.config.project import PROJECT_ID_FILE, private_dir, project_id, secure_tree
 
 __all__ = [
-    "ADOPT_HINT", "ARTIFACT_LABEL", "PROJECT_ID_FILE", "PROJECT_LABEL", "REDACTED_PREFIX",
+    "ADOPT_HINT", "ARTIFACT_LABEL", "CI_CREATED_LABEL", "CI_RUN_LABEL", "PROJECT_ID_FILE", "PROJECT_LABEL", "REDACTED_PREFIX",
     "is_redacted", "is_secret", "legacy", "owner_of", "private_dir", "project_id", "redact",
     "secure_tree", "value_digest",
 ]  # fmt: skip
 
 PROJECT_LABEL = "devloop.dev/project"
 ARTIFACT_LABEL = "devloop.dev/artifact"
+# A CI run's namespace and the cluster-scoped objects it creates carry the run's id and
+# start time, so what a killed run left outside its namespace can be collected later.
+CI_RUN_LABEL = "devloop.dev/ci-run"
+CI_CREATED_LABEL = "devloop.dev/ci-created"
 REDACTED_PREFIX = "devloop-sha256:"
 HELM_MANAGED = ("app.kubernetes.io/managed-by", "Helm")
 HELM_RELEASE_ANNOTATION = "meta.helm.sh/release-name"

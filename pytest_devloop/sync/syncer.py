@@ -15,7 +15,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,8 +200,12 @@ class Syncer:
         kube: Kube | None = None,
         wait: bool = True,
         build: bool = False,
+        ci_labels: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
+        # CI mode: labels of the run for the cluster-scoped objects it creates (the
+        # namespaced ones go with the run's namespace), see `run.teardown`.
+        self.ci_labels = dict(ci_labels or {})
         self.target = target
         self.force_conflicts = force_conflicts
         self.adopt = adopt or config.adopt
@@ -1160,6 +1164,8 @@ class Syncer:
                 labels = m.setdefault("labels", {})
                 labels[ARTIFACT_LABEL] = artifact
                 labels[PROJECT_LABEL] = self.project
+                if not namespaced:
+                    labels.update(self.ci_labels)
             key = object_key(obj)
             if key in desired:
                 raise SyncError(

@@ -337,3 +337,50 @@ def test_devloop_gc_starts_no_embedded_cluster(project: Path) -> None:
         "nothing to collect"
     )
     assert not (project / ".devloop" / "embedded").exists()
+
+
+def test_gc_collects_what_a_killed_ci_run_created_outside_its_namespace(
+    cluster: EmbeddedCluster, kube: Kube, project: Path
+) -> None:
+    # A CI run killed with SIGKILL runs no teardown: its namespace and the ClusterRole it
+    # created stay. `devloop gc` deletes both; a ClusterRole that existed before the run
+    # (the run applied to it, so it carries the run's labels too) is kept.
+    roles = kube.resource("rbac.authorization.k8s.io/v1", "ClusterRole")
+    assert roles is not None
+    kube.create(roles, {"metadata": {"name": "gc-shared"}, "rules": []})
+    time.sleep(1.1)  # the run starts in a later second than the shared role was created
+    for name in ("gc-made-by-run", "gc-shared"):
+        (project / "manifests" / f"{name}.yaml").write_text(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\n"
+            f"metadata:\n  name: {name}\nrules: []\n"
+        )
+    before = set(ci_namespaces(kube))
+    proc = start(cluster, project, "-p", "no:xdist", "--devloop-adopt")
+    wait_for(project / "gate", proc)
+    (namespace,) = set(ci_namespaces(kube)) - before
+    made = kube.get(roles, None, "gc-made-by-run")
+    assert made is not None
+    assert made["metadata"]["labels"][teardown.CI_RUN_LABEL] == namespace.removeprefix("devloop-")
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert namespace in ci_namespaces(kube), "SIGKILL: no teardown ran"
+
+    gc = subprocess.run(
+        [sys.executable, "-m", "pytest_devloop", "gc", "--cluster", "current", "--older-than", "0"],
+        cwd=project,
+        env=env(cluster, project),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert gc.returncode == 0, gc.stderr
+    lines = gc.stdout.splitlines()
+    assert lines[0].startswith(f"devloop: gc: deleted stale CI namespace {namespace}"), lines
+    assert lines[1:] == [
+        f"devloop: gc: deleted ClusterRole/gc-made-by-run (left by CI run {namespace}, "
+        "whose namespace is gone)"
+    ]
+    assert kube.get(roles, None, "gc-made-by-run") is None
+    assert kube.get(roles, None, "gc-shared") is not None
+    kube.delete(roles, None, "gc-shared")
