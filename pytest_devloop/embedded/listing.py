@@ -18,13 +18,19 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from pytest_devloop.embedded import errors
+from pytest_devloop.embedded import conversion, errors
 from pytest_devloop.embedded.store import FieldMatch, Obj, Store, meta
 from pytest_devloop.k8s.resources import ResourceType
-from pytest_devloop.k8s.selectors import Requirement, field_selector_fields
+from pytest_devloop.k8s.selectors import (
+    Requirement,
+    field_selector_fields,
+    parse_field_selector,
+)
 
 _COMMON = frozenset({"metadata.name", "metadata.namespace"})
 _EVENT_FIELDS = frozenset(
@@ -58,17 +64,23 @@ FIELD_LABELS: dict[str, frozenset[str]] = {
         }
     ),
     "events": _EVENT_FIELDS,
-    "events.k8s.io/events": _EVENT_FIELDS
-    | {
-        "regarding.kind",
-        "regarding.namespace",
-        "regarding.name",
-        "regarding.uid",
-        "regarding.apiVersion",
-        "regarding.resourceVersion",
-        "regarding.fieldPath",
-        "reportingController",
-    },
+    # events.k8s.io names the involved object `regarding` and has no `involvedObject.*`
+    # or `reportingComponent` labels (kube-apiserver's events/v1 field label conversion).
+    "events.k8s.io/events": frozenset(
+        {
+            "reason",
+            "source",
+            "type",
+            "regarding.kind",
+            "regarding.namespace",
+            "regarding.name",
+            "regarding.uid",
+            "regarding.apiVersion",
+            "regarding.resourceVersion",
+            "regarding.fieldPath",
+            "reportingController",
+        }
+    ),
     "secrets": frozenset({"type"}),
     "namespaces": frozenset({"status.phase"}),
     "nodes": frozenset({"spec.unschedulable"}),
@@ -93,6 +105,37 @@ def check_field_selector(
     for path in field_selector_fields(text):
         if path not in allowed:
             raise errors.bad_request(f"field label not supported: {path}")
+
+
+def field_matcher(rt: ResourceType, text: str) -> FieldMatch | None:
+    """The object filter of a field selector; labels a kind computes are read its way.
+
+    Most labels are paths into the object; Events' labels come from the selectable-fields
+    function of their version (`source` is the deprecated source's component or else the
+    reporting controller, as kube-apiserver computes it).
+    """
+    plain = parse_field_selector(text)  # also the syntax check (SelectorError)
+    fields_of = conversion.SELECTABLE_FIELDS.get(rt.key)
+    if fields_of is None or plain is None:
+        return plain
+    terms = [
+        (m.group(1), m.group(2) == "!=", m.group(3))
+        for m in (
+            re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)\s*(==|=|!=)\s*(.*?)\s*", part)
+            for part in text.split(",")
+            if part.strip()
+        )
+        if m
+    ]
+
+    def match(obj: Mapping[str, Any]) -> bool:
+        computed = fields_of(obj)
+        m = meta(obj)
+        computed["metadata.name"] = str(m.get("name") or "")
+        computed["metadata.namespace"] = str(m.get("namespace") or "")
+        return all((computed.get(path, "") == value) != negate for path, negate, value in terms)
+
+    return match
 
 
 def _encode_token(rv: int, ns: str, name: str) -> str:

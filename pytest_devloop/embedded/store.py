@@ -20,11 +20,12 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_devloop.embedded import errors
+from pytest_devloop.embedded import conversion, errors
 from pytest_devloop.k8s.resources import Registry, ResourceType
 from pytest_devloop.k8s.selectors import Requirement, labels_match
 
@@ -121,6 +122,8 @@ class Watcher:
     events: queue.SimpleQueue[tuple[str, Obj] | None] = field(default_factory=queue.SimpleQueue)
     closed: bool = False
     initial: int = 0  # how many of the queued events are the replayed current state
+    # For a collection served from another's storage: the stored object as served.
+    serve: Callable[[Obj], Obj] | None = None
 
     def _matches(self, obj: Obj | None) -> bool:
         if obj is None:
@@ -135,6 +138,9 @@ class Watcher:
     def offer(self, change: Change) -> None:
         if self.closed or change.rt.key != self.rt_key:
             return
+        if self.serve is not None:
+            old = None if change.old is None else self.serve(change.old)
+            change = Change(change.type, change.rt, old, self.serve(change.new), change.rv)
         new_ok = self._matches(change.new)
         if change.type == "ADDED":
             if new_ok:
@@ -195,6 +201,29 @@ class Store:
         # is encoded once however often it is listed or watched.
         self._encoded: dict[int, tuple[Obj, bytes]] = {}
         self.logs_changed = threading.Condition(self.lock)
+        # Objects of a collection served from another's storage, converted once per
+        # stored version (keyed by identity like `_encoded`).
+        self._served: dict[tuple[str, int], tuple[Obj, Obj]] = {}
+
+    # -- collections served from another's storage ---------------------------------
+
+    def _stored_as(self, rt: ResourceType) -> tuple[ResourceType, conversion.StoredAs] | None:
+        how = conversion.stored_as(rt.key)
+        if how is None:
+            return None
+        storage = self.registry.get(*how.storage)
+        return None if storage is None else (storage, how)
+
+    def _serve(self, how: conversion.StoredAs, obj: Obj) -> Obj:
+        key = (how.api_version, id(obj))
+        entry = self._served.get(key)
+        if entry is not None and entry[0] is obj:
+            return entry[1]
+        out = how.from_storage(obj)
+        if len(self._served) > 2 * self.write_count + 10_000:
+            self._served.clear()
+        self._served[key] = (obj, out)
+        return out
 
     # -- reads ------------------------------------------------------------------
 
@@ -203,6 +232,10 @@ class Store:
         return self._rv
 
     def get(self, rt: ResourceType, namespace: str | None, name: str) -> Obj | None:
+        alias = self._stored_as(rt)
+        if alias is not None:
+            stored = self.get(alias[0], namespace, name)
+            return None if stored is None else self._serve(alias[1], stored)
         with self.lock:
             return self._data.get(rt.key, {}).get((namespace or "", name))
 
@@ -213,6 +246,12 @@ class Store:
         label_reqs: list[Requirement] | None = None,
         field_match: FieldMatch | None = None,
     ) -> tuple[list[Obj], int]:
+        alias = self._stored_as(rt)
+        if alias is not None:
+            # Field labels name the served shape's fields: select after converting.
+            stored, rv = self.list(alias[0], namespace, label_reqs)
+            served = [self._serve(alias[1], o) for o in stored]
+            return [o for o in served if field_match is None or field_match(o)], rv
         with self.lock:
             bucket = self._data.get(rt.key, {})
             items: Iterable[tuple[tuple[str, str], Obj]] = bucket.items()
@@ -240,6 +279,11 @@ class Store:
         Rebuilt by undoing, newest first, the writes after `rv` that the history still
         holds; 410 Expired when `rv` is older than the history.
         """
+        alias = self._stored_as(rt)
+        if alias is not None:
+            stored = self.list_at(alias[0], rv, namespace, label_reqs)
+            served = [self._serve(alias[1], o) for o in stored]
+            return [o for o in served if field_match is None or field_match(o)]
         with self.lock:
             if rv >= self._rv:
                 return self.list(rt, namespace, label_reqs, field_match)[0]
@@ -343,6 +387,11 @@ class Store:
 
     def create(self, rt: ResourceType, obj: Obj, *, dry_run: bool = False) -> Obj:
         """Store a new object the caller owns (not shared with anyone afterwards)."""
+        alias = self._stored_as(rt)
+        if alias is not None:
+            with _as_served(alias[0], rt):
+                stored = self.create(alias[0], alias[1].to_storage(obj), dry_run=dry_run)
+            return self._serve(alias[1], stored)
         with self.lock:
             m = obj.setdefault("metadata", {})
             name = m.get("name")
@@ -402,6 +451,17 @@ class Store:
         Returns the stored object. An update that changes nothing is not written and
         does not move resourceVersion, as on a real API server.
         """
+        alias = self._stored_as(rt)
+        if alias is not None:
+            with _as_served(alias[0], rt):
+                stored = self.update(
+                    alias[0],
+                    alias[1].to_storage(obj),
+                    expected_rv=expected_rv,
+                    subresource=subresource,
+                    dry_run=dry_run,
+                )
+            return self._serve(alias[1], stored)
         with self.lock:
             m = obj.setdefault("metadata", {})
             name = m.get("name", "")
@@ -501,6 +561,19 @@ class Store:
         With finalizers (or a Foreground/Orphan propagation, which add one), the
         object only gets a deletionTimestamp and stays until its finalizers are gone.
         """
+        alias = self._stored_as(rt)
+        if alias is not None:
+            with _as_served(alias[0], rt):
+                stored, removed = self.delete(
+                    alias[0],
+                    namespace,
+                    name,
+                    propagation=propagation,
+                    precondition_uid=precondition_uid,
+                    precondition_rv=precondition_rv,
+                    dry_run=dry_run,
+                )
+            return self._serve(alias[1], stored), removed
         with self.lock:
             ns = namespace or "" if rt.namespaced else ""
             old = self._data.get(rt.key, {}).get((ns, name))
@@ -550,6 +623,10 @@ class Store:
 
     def remove(self, rt: ResourceType, namespace: str | None, name: str) -> Obj:
         """Remove an object now (no finalizer check): the last step of every delete."""
+        alias = self._stored_as(rt)
+        if alias is not None:
+            with _as_served(alias[0], rt):
+                return self._serve(alias[1], self.remove(alias[0], namespace, name))
         with self.lock:
             ns = namespace or "" if rt.namespaced else ""
             old = self._data.get(rt.key, {}).pop((ns, name), None)
@@ -563,6 +640,8 @@ class Store:
 
     def drop_type(self, rt: ResourceType) -> None:
         """Remove every object of a type (its CRD was deleted)."""
+        if self._stored_as(rt) is not None:
+            return  # the objects belong to the storage collection
         with self.lock:
             for ns, name in list(self._data.get(rt.key, {})):
                 self.remove(rt, ns, name)
@@ -595,6 +674,12 @@ class Store:
         the history raises 410 Expired.
         """
         w = Watcher(rt.key, namespace, label_reqs, field_match)
+        alias = self._stored_as(rt)
+        if alias is not None:
+            # Watches the storage collection's changes, each converted to the served shape.
+            how = alias[1]
+            w.rt_key = alias[0].key
+            w.serve = lambda obj: self._serve(how, obj)
         with self.lock:
             rv_now = self._rv
             if send_initial or not resource_version or resource_version == "0":
@@ -641,6 +726,28 @@ class Store:
     def logs(self, namespace: str, pod: str) -> Lines:
         with self.lock:
             return [*self._logs.get((namespace, pod), [])]
+
+
+@contextmanager
+def _as_served(storage: ResourceType, served: ResourceType) -> Iterator[None]:
+    """Errors of a write to the storage collection name the collection the client used."""
+    try:
+        yield
+    except errors.ApiError as e:
+        for was, now in (
+            (_qualified(storage.plural, storage.group), _qualified(served.plural, served.group)),
+            (f"{storage.kind}.{storage.group or 'core'}", f"{served.kind}.{served.group}"),
+        ):
+            e.message = e.message.replace(f'{was} "', f'{now} "')
+        details = e.details
+        kinds = (storage.plural, storage.kind)
+        if details is not None and served.group and details.get("kind") in kinds:
+            details["group"] = served.group
+        raise
+
+
+def _qualified(plural: str, group: str) -> str:
+    return f"{plural}.{group}" if group else plural
 
 
 def _ns_blocked(rt: ResourceType, obj: Obj) -> bool:

@@ -11,7 +11,6 @@ from pytest_devloop.embedded.api.context import ApiContext, Request
 from pytest_devloop.embedded.store import dumps, meta
 from pytest_devloop.k8s.selectors import (
     SelectorError,
-    parse_field_selector,
     parse_label_selector,
 )
 
@@ -36,7 +35,7 @@ class Reads:
         assert rt is not None
         try:
             label_reqs = parse_label_selector(req.q("labelSelector"))
-            field_match = parse_field_selector(req.q("fieldSelector"))
+            field_match = listing.field_matcher(rt, req.q("fieldSelector"))
         except SelectorError as e:
             raise errors.bad_request(str(e)) from e
         listing.check_field_selector(rt, req.q("fieldSelector"), self.ctx.crd_field_labels(rt))

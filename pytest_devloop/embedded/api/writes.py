@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from pytest_devloop.embedded import bodies, errors
+from pytest_devloop.embedded import bodies, errors, listing
 from pytest_devloop.embedded.api.context import ApiContext, Request
 from pytest_devloop.embedded.errors import ApiError
 from pytest_devloop.embedded.store import Obj, clone, meta, now_rfc3339
@@ -19,7 +19,6 @@ from pytest_devloop.k8s import patch as patching
 from pytest_devloop.k8s.resources import ResourceType
 from pytest_devloop.k8s.selectors import (
     SelectorError,
-    parse_field_selector,
     parse_label_selector,
 )
 
@@ -453,7 +452,7 @@ class Writes:
         assert rt is not None
         try:
             label_reqs = parse_label_selector(req.q("labelSelector"))
-            field_match = parse_field_selector(req.q("fieldSelector"))
+            field_match = listing.field_matcher(rt, req.q("fieldSelector"))
         except SelectorError as e:
             raise errors.bad_request(str(e)) from e
         opts = self.delete_options(req)
