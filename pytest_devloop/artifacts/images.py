@@ -85,6 +85,7 @@ __all__ = [
     "RegistryPusher",
     "Runner",
     "build_images",
+    "build_step",
     "chart_image_values",
     "check_image_placeholders",
     "dockerfile_path",
@@ -354,6 +355,32 @@ def image_refs(config: Config, hasher: FileHasher) -> dict[str, ImageRef]:
 
 # --------------------------------------------------------------------------- building
 
+# A step as docker's build output starts it. The legacy builder: `Step 3/7 : COPY . /app`;
+# BuildKit's plain progress: `#7 [3/7] COPY . /app`, `#9 [base 2/4] RUN make` (with the
+# stage's name) and `#12 exporting to image`. BuildKit's `[internal]` steps (loading the
+# Dockerfile, the context, metadata) and its DONE/CACHED/log lines are no step.
+_LEGACY_STEP = re.compile(r"^Step (\d+)/(\d+) : (.+)$")
+_BUILDKIT_STEP = re.compile(r"^#\d+ \[(?:(\S+) )?(\d+)/(\d+)\] (.+)$")
+_BUILDKIT_EXPORT = re.compile(r"^#\d+ (exporting to image|exporting layers|writing image)\b")
+
+
+def build_step(line: str) -> str | None:
+    """The build step a line of docker's build output starts (`step 3/7 COPY . /app`,
+    `step 2/4 RUN make (stage base)`, `exporting to image`), or None."""
+    line = line.strip()
+    m = _LEGACY_STEP.match(line)
+    if m:
+        return f"step {m.group(1)}/{m.group(2)} {m.group(3).strip()}"
+    m = _BUILDKIT_STEP.match(line)
+    if m:
+        stage, n, total, what = m.groups()
+        text = f"step {n}/{total} {what.strip()}"
+        return f"{text} (stage {stage})" if stage else text
+    m = _BUILDKIT_EXPORT.match(line)
+    if m:
+        return m.group(1)
+    return None
+
 
 class Builder:
     """The docker CLI, for what images need: does a tag exist, build one.
@@ -456,13 +483,20 @@ class Builder:
         return args
 
     def build(
-        self, spec: ImageSpec, ref: ImageRef, *, stream: Callable[[str], None] | None = None
+        self,
+        spec: ImageSpec,
+        ref: ImageRef,
+        *,
+        stream: Callable[[str], None] | None = None,
+        step: Callable[[str], None] | None = None,
     ) -> float:
         """Build `spec` as `ref.ref`; the seconds it took.
 
         With `stream`, a build still running after `stream_after` seconds hands its log lines
         to `stream` (the earlier ones first), so a long build shows progress and a short one
-        stays quiet. Raises ImageBuildError with the last lines of the log, DockerUnavailable.
+        stays quiet. With `step=`, each build step docker starts is handed over as it starts
+        (`step 2/3 COPY app.py /app/`, see `build_step`), for the live progress line.
+        Raises ImageBuildError with the last lines of the log, DockerUnavailable.
         """
         started = self.clock()
         tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
@@ -472,6 +506,10 @@ class Builder:
         def on_line(line: str) -> None:
             nonlocal streaming
             tail.append(line)
+            if step is not None:
+                text = build_step(line)
+                if text is not None:
+                    step(text)
             if stream is None:
                 return
             if streaming:
@@ -805,6 +843,9 @@ def build_images(
     max_workers: int = 2,
     builder: Builder | None = None,
     skip_reason: str | None = None,
+    progress: Callable[[str], None] | None = None,
+    progress_done: Callable[[], None] | None = None,
+    stream_log: bool = True,
 ) -> list[ImageResult]:
     """Build the images whose tag the local daemon lacks, at most `max_workers` at a time,
     and make each reachable through `loader`; results in config order.
@@ -817,14 +858,29 @@ def build_images(
         devloop: image sms-checker-app: built devloop-3f2a9c1b07de (2.4 s)
         devloop: image sms-checker-app: unchanged (devloop-3f2a9c1b07de)
         devloop: image sms-checker-app: loaded into kind-dev (0.8 s)
+
+    `progress` is told the step each running build is at (`building sms-checker-app: step
+    2/3 COPY app.py /app/`, the builds running at once joined by `; `); `progress_done`
+    erases that live line before each line above and when the pass ends (run.progress).
+    Without `stream_log` (a live line shows the steps) a long build's log is not streamed;
+    a failed build still shows the last lines of its log.
     """
     specs = [s for s in config.images if only is None or s.name in only]
     lock = threading.Lock()
+    steps: dict[str, str] = {}  # image name -> what it is at, while it builds or loads
+
+    def show_steps() -> None:
+        if progress is not None and steps:
+            progress("; ".join(steps.values()))
 
     def say(result: ImageResult, line: str) -> None:
         result.lines.append(line)
         with lock:  # whole lines, even from two builds at once
+            steps.pop(result.name, None)
+            if progress_done is not None:
+                progress_done()
             out(line)
+            show_steps()
 
     if skip_reason is not None:
         skipped = []
@@ -846,13 +902,31 @@ def build_images(
 
         def stream(line: str) -> None:
             with lock:
+                if progress_done is not None:
+                    progress_done()
                 out(f"{prefix} | {line}")
+                show_steps()
+
+        def step(text: str) -> None:
+            with lock:
+                steps[spec.name] = text
+                show_steps()
+
+        def at_step(text: str) -> None:
+            step(f"building {spec.name}: {text}")
 
         try:
             if docker.exists(ref.ref):
                 say(result, f"{prefix}: unchanged ({ref.tag})")
             else:
-                result.seconds = docker.build(spec, ref, stream=stream)
+                at_step("starting")
+                # Only when asked: a Builder whose build() predates `step` still works.
+                hooks: dict[str, Callable[[str], None]] = {}
+                if progress is not None:
+                    hooks["step"] = at_step
+                result.seconds = docker.build(
+                    spec, ref, stream=stream if stream_log else None, **hooks
+                )
                 result.action = "built"
                 where = (
                     f" in {loader.target}'s docker" if loader and loader.builds_in_cluster else ""
@@ -860,6 +934,7 @@ def build_images(
                 say(result, f"{prefix}: built {ref.tag}{where} ({result.seconds:.1f} s)")
             if loader is not None and not loader.has(ref.ref):
                 started = docker.clock()
+                step(f"loading {spec.name} into {loader.target}")
                 loader.load(ref.ref)
                 result.loaded = True
                 say(
@@ -876,6 +951,16 @@ def build_images(
             say(result, f"devloop: {e}")
         return result
 
+    try:
+        return _build_all(specs, one, max_workers)
+    finally:
+        if progress_done is not None:
+            progress_done()
+
+
+def _build_all(
+    specs: Sequence[ImageSpec], one: Callable[[ImageSpec], ImageResult], max_workers: int
+) -> list[ImageResult]:
     if len(specs) <= 1 or max_workers <= 1:
         return [one(spec) for spec in specs]
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="devloop-image") as pool:

@@ -1,17 +1,37 @@
-"""Progress of long work (applies, readiness waits): one live line in a terminal, a line
-every few seconds elsewhere.
+"""Progress of long work (image builds, applies, readiness waits): one live line in a
+terminal, a line every few seconds elsewhere.
 
-In a terminal the line is rewritten in place (`objects applied 40/150`, `workloads ready
-3/5, waiting for web, worker`) and erased when the work ends, so the usual one-line
-summary follows with nothing left over. When the output is no terminal (CI, a pipe, a
-file) nothing is printed for work that ends within `interval` seconds; longer work prints
-its current state as a line every `interval` seconds, so a log shows it is not stuck.
+In a terminal the line is rewritten in place (`building app: step 3/7 COPY . /app`,
+`objects applied 40/150`, `workloads ready 3/5, waiting for web, worker`), cut to the
+terminal's width (a wrapped line could not be erased), and erased when the work ends, so
+the usual one-line summary follows with nothing left over. Whole lines printed through
+`Progress.line` while the live line shows erase it first (the watch prints its cycle block
+that way); the next update draws it again. The live line carries no colour, only the
+carriage return and erase-line controls, so `NO_COLOR` and `--color=no` change nothing
+here; `TERM=dumb` turns it off (the callers decide `tty`).
+
+When the output is no terminal (CI, a pipe, a file) nothing is printed for work that ends
+within `interval` seconds; longer work prints its current state as a line every `interval`
+seconds, so a log shows it is not stuck.
+
+The texts name objects and build steps only, never a value (a Secret's data never reaches
+a progress line). Thread-safe: concurrent image builds report from their own threads.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import threading
 import time
 from collections.abc import Callable
+from typing import IO, Any
+
+ERASE = "\r\x1b[K"  # back to the line's start, clear to its end
+
+
+def terminal_columns() -> int:
+    return shutil.get_terminal_size().columns
 
 
 class Progress:
@@ -22,32 +42,65 @@ class Progress:
         tty: bool,
         interval: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        columns: Callable[[], int] = terminal_columns,
     ) -> None:
         self._write = write  # writes text as is (no newline added)
         self.tty = tty
         self.interval = interval
         self.clock = clock
+        self.columns = columns
         self._since: float | None = None
         self._shown = False
+        self._lock = threading.RLock()
 
     def __call__(self, text: str) -> None:
-        now = self.clock()
-        if self._since is None:
-            self._since = now
-        if self.tty:
-            self._write(f"\r\x1b[Kdevloop: {text}")
-            self._shown = True
-        elif now - self._since >= self.interval:
-            self._write(f"devloop: ... {text}\n")
-            self._since = now
+        with self._lock:
+            now = self.clock()
+            if self._since is None:
+                self._since = now
+            if self.tty:
+                self._write(ERASE + self._fit(f"devloop: {text}"))
+                self._shown = True
+            elif now - self._since >= self.interval:
+                self._write(f"devloop: ... {text}\n")
+                self._since = now
+
+    def _fit(self, text: str) -> str:
+        # One column short of the width: a line that fills the last column wraps on some
+        # terminals, and the erase would then clear only its second row.
+        width = max(self.columns() - 1, 10)
+        return text if len(text) <= width else text[: width - 3] + "..."
 
     def done(self) -> None:
         """The work ended: erase the live line (the summary line comes next)."""
-        if self._shown:
-            self._write("\r\x1b[K")
-        self._shown = False
-        self._since = None
+        with self._lock:
+            if self._shown:
+                self._write(ERASE)
+            self._shown = False
+            self._since = None
+
+    def line(self, text: str) -> None:
+        """Print a whole line: the live line, if shown, is erased first (the next update
+        draws it again below), so a line never ends up appended to it."""
+        with self._lock:
+            if self._shown:
+                self._write(ERASE)
+                self._shown = False
+            self._write(text + "\n")
 
 
 def silent(text: str) -> None:
     """The progress of a caller that shows none."""
+
+
+def for_stream(stream: IO[str], **kwargs: Any) -> Progress:
+    """A Progress on a text stream: a live line when it is a terminal (and `TERM` is not
+    `dumb`), periodic lines otherwise."""
+    isatty = getattr(stream, "isatty", None)
+    tty = bool(isatty and isatty()) and os.environ.get("TERM") != "dumb"
+
+    def write(text: str) -> None:
+        stream.write(text)
+        stream.flush()
+
+    return Progress(write, tty=tty, **kwargs)

@@ -682,6 +682,10 @@ class Syncer:
                 out=self.out,
                 builder=self._builder,
                 skip_reason=skip,
+                # The live line shows each build's step; off a terminal the log streams.
+                progress=self.progress,
+                progress_done=self.progress_done,
+                stream_log=not getattr(self.progress, "tty", False),
             )
             self._failed_images = {r.name for r in results if not r.ok}
         except DockerUnavailable as e:

@@ -1,5 +1,6 @@
 """Progress of long work: a live line in a terminal that gives way to the summary, a line
-every few seconds elsewhere, nothing for short work off a terminal."""
+every few seconds elsewhere, nothing for short work off a terminal; image builds show the
+step they are at. (Watch mode's live line: tests/watch/test_watch_progress.py.)"""
 
 from __future__ import annotations
 
@@ -10,12 +11,48 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from pytest_devloop.run.progress import Progress
+import pytest
+
+from pytest_devloop.artifacts.fingerprint import FileHasher
+from pytest_devloop.artifacts.images import (
+    Builder,
+    CommandResult,
+    build_images,
+    build_step,
+    image_refs,
+)
+from pytest_devloop.config.model import parse_config
+from pytest_devloop.run.progress import ERASE, Progress
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def screen(raw: str) -> list[str]:
+    """The lines a terminal shows after `raw`: carriage return, erase-to-end-of-line and
+    newline are applied, colour codes dropped. A live line left behind, or a line written
+    after one, shows here as the garbage it would be."""
+    import re
+
+    raw = re.sub(r"\x1b\[[0-9;]*m", "", raw).replace("\r\n", "\n")
+    lines: list[str] = [""]
+    col = 0
+    for token in re.split(r"(\r|\n|\x1b\[K)", raw):
+        if token == "\r":
+            col = 0
+        elif token == "\n":
+            lines.append("")
+            col = 0
+        elif token == "\x1b[K":
+            lines[-1] = lines[-1][:col]
+        elif token:
+            cur = lines[-1]
+            lines[-1] = cur[:col] + token + cur[col + len(token) :]
+            col += len(token)
+    return lines
 
 
 def test_terminal_line_is_rewritten_then_erased() -> None:
@@ -47,6 +84,104 @@ def test_off_a_terminal_a_line_every_interval_and_none_for_short_work() -> None:
     assert out == ["devloop: ... web: workloads ready 1/2, waiting for Deployment/b\n"]
 
 
+def test_a_printed_line_erases_the_live_line_and_the_next_update_draws_it_again() -> None:
+    out: list[str] = []
+    p = Progress(out.append, tty=True, columns=lambda: 200)
+    p("web: workloads ready 0/2, waiting for Deployment/a, Deployment/b")
+    p.line("devloop: image web: built devloop-0123456789ab (1.2 s)")
+    p.line("devloop: another line")  # nothing to erase now
+    p("web: workloads ready 1/2, waiting for Deployment/b")
+    p.done()
+    assert out == [
+        ERASE + "devloop: web: workloads ready 0/2, waiting for Deployment/a, Deployment/b",
+        ERASE,
+        "devloop: image web: built devloop-0123456789ab (1.2 s)\n",
+        "devloop: another line\n",
+        ERASE + "devloop: web: workloads ready 1/2, waiting for Deployment/b",
+        ERASE,
+    ]
+    assert screen("".join(out)) == [
+        "devloop: image web: built devloop-0123456789ab (1.2 s)",
+        "devloop: another line",
+        "",
+    ]
+
+
+def test_the_live_line_is_cut_to_the_terminal_width() -> None:
+    out: list[str] = []
+    p = Progress(out.append, tty=True, columns=lambda: 40)
+    p("building app: step 3/7 RUN apt-get update && apt-get install -y curl")
+    assert out == [ERASE + "devloop: building app: step 3/7 RUN ..."]
+    assert len(out[0]) - len(ERASE) == 39  # a full-width line would wrap, and stay
+
+
+@pytest.mark.parametrize(
+    ("line", "step"),
+    [
+        ("Step 3/7 : COPY . /app", "step 3/7 COPY . /app"),
+        ("Step 1/2 : FROM scratch AS base", "step 1/2 FROM scratch AS base"),
+        ("#7 [3/7] COPY . /app", "step 3/7 COPY . /app"),
+        ("#9 [base 2/4] RUN make", "step 2/4 RUN make (stage base)"),
+        ("#12 exporting to image", "exporting to image"),
+        ("#1 [internal] load build definition from Dockerfile", None),
+        ("#7 DONE 0.1s", None),
+        ("#7 CACHED", None),
+        ("#8 0.412 compiling", None),
+        (" ---> Running in 9e1273545c19", None),
+        ("Sending build context to Docker daemon  6.656kB", None),
+    ],
+)
+def test_build_steps_from_the_legacy_builder_and_buildkit(line: str, step: str | None) -> None:
+    assert build_step(line) == step
+
+
+class ScriptedDocker:
+    """A docker CLI that has no image yet and builds with the legacy builder's log."""
+
+    LOG = "Sending build context\nStep 1/2 : FROM scratch\n ---> \nStep 2/2 : COPY a.txt /a\n"
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        on_line: Callable[[str], None] | None = None,
+    ) -> CommandResult:
+        if argv[1:3] == ["image", "inspect"]:
+            return CommandResult(1, "", "Error: No such image: x")
+        assert argv[1] == "build" and on_line is not None
+        for line in self.LOG.splitlines():
+            on_line(line)
+        return CommandResult(0)
+
+
+def test_a_build_shows_its_step_live_then_collapses_into_the_built_line(tmp_path: Path) -> None:
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "Dockerfile").write_text("FROM scratch\nCOPY a.txt /a\n")
+    config = parse_config("images:\n  - {name: web, context: web}\n", tmp_path / "devloop.yaml")
+    refs = image_refs(config, FileHasher())
+    terminal: list[str] = []  # the lines and the live line, as they reach one terminal
+    progress = Progress(terminal.append, tty=True, columns=lambda: 200)
+    results = build_images(
+        config,
+        refs,
+        out=lambda line: terminal.append(line + "\n"),
+        # The clock reads 0 at the start, 1 at the end: a build of a second.
+        builder=Builder(runner=ScriptedDocker(), buildkit=False, clock=iter(range(100)).__next__),
+        progress=progress,
+        progress_done=progress.done,
+        stream_log=False,
+    )
+    assert results[0].action == "built"
+    assert terminal[:4] == [
+        ERASE + "devloop: building web: starting",
+        ERASE + "devloop: building web: step 1/2 FROM scratch",
+        ERASE + "devloop: building web: step 2/2 COPY a.txt /a",
+        ERASE,
+    ]
+    assert screen("".join(terminal)) == [f"devloop: image web: built {refs['web'].tag} (1.0 s)", ""]
+
+
 def _project(tmp_path: Path, tool: Callable[[str], str]) -> tuple[Path, dict[str, str]]:
     copy = tmp_path / "example_project"
     shutil.copytree(
@@ -59,10 +194,15 @@ def _project(tmp_path: Path, tool: Callable[[str], str]) -> tuple[Path, dict[str
 
 
 def _in_a_pty(argv: list[str], cwd: Path, env: dict[str, str]) -> str:
+    import fcntl
     import pty
+    import struct
+    import termios
 
     pid, fd = pty.fork()
     if pid == 0:
+        # A terminal of 40 rows and 160 columns (a fresh pty has none: 80 would be assumed).
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
         os.chdir(cwd)
         os.execvpe(argv[0], argv, env)
     buf = b""
@@ -124,3 +264,67 @@ def test_sync_in_a_terminal_shows_a_live_line_that_collapses_into_the_summary(
             timeout=60,
             check=False,
         )
+
+
+@pytest.fixture
+def image_project(tmp_path: Path, tool: Callable[[str], str]) -> Iterator[tuple[Path, str]]:
+    """A project with one image (FROM scratch, three steps) of a name of its own, and a
+    ConfigMap; the image is removed afterwards."""
+    docker = tool("docker")
+    if subprocess.run([docker, "version"], capture_output=True, check=False).returncode != 0:
+        pytest.skip("the docker daemon does not answer")
+    name = f"devloop-test-{uuid.uuid4().hex[:10]}"
+    root = tmp_path / "project"
+    (root / "img").mkdir(parents=True)
+    (root / "img" / "Dockerfile").write_text("FROM scratch\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\n")
+    (root / "img" / "a.txt").write_text(f"{name}\n")
+    (root / "img" / "b.txt").write_text("b\n")
+    (root / "manifests").mkdir()
+    (root / "manifests" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: b}\n"
+    )
+    (root / "devloop.yaml").write_text(
+        "cluster: {provider: embedded}\nnamespace: progress\n"
+        f"images:\n  - {{name: {name}, context: img}}\n"
+        "manifests:\n  - {name: settings, path: manifests}\n"
+    )
+    (root / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
+    (root / "test_it.py").write_text("def test_it():\n    pass\n")
+    try:
+        yield root, name
+    finally:
+        listed = subprocess.run(
+            [docker, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", name],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if listed.stdout.split():
+            subprocess.run(
+                [docker, "rmi", "-f", *listed.stdout.split()], capture_output=True, check=False
+            )
+        subprocess.run(
+            [sys.executable, "-m", "pytest_devloop", "cluster", "down"],
+            cwd=root,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+
+
+def test_an_image_build_in_a_terminal_shows_its_step_live_then_the_built_line(
+    image_project: tuple[Path, str],
+) -> None:
+    root, name = image_project
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTEST_ADDOPTS", "NO_COLOR")}
+    env["TERM"] = "xterm"
+    text = _in_a_pty([sys.executable, "-m", "pytest", "--devloop-build"], root, env)
+    # The legacy builder counts the `--label`s devloop adds as steps too, BuildKit does not.
+    for step in (r"1/\d FROM scratch", r"2/\d COPY a\.txt /a\.txt", r"3/\d COPY b\.txt /b\.txt"):
+        assert re.search(rf"\r\x1b\[Kdevloop: building {name}: step {step}", text), repr(text)
+    shown = screen(text)
+    built = [ln for ln in shown if ln.startswith(f"devloop: image {name}: built devloop-")]
+    assert len(built) == 1, shown
+    # Collapsed: the live line left nothing behind, and no build log was streamed.
+    assert not [ln for ln in shown if "building" in ln or " | " in ln], shown
+    assert any(re.search(r"1 passed", ln) for ln in shown), shown
