@@ -6,11 +6,12 @@ definitions, plus each CRD's `openAPIV3Schema`) into the documents clients read:
 - `/openapi/v3` (index) and `/openapi/v3/api/v1`, `/openapi/v3/apis/G/V`: per group
   version, the component schemas of its kinds and everything they reference (as
   kube-apiserver shapes them: `$ref`s under `#/components/schemas/`, a described `$ref`
-  wrapped in `allOf`, int-or-string and quantities as strings, no `additionalProperties:
-  false`), and one PATCH path per kind carrying `x-kubernetes-group-version-kind` and the
+  wrapped in `allOf`, int-or-string and quantities as a `oneOf` of their wire types, no
+  `additionalProperties: false`), and one PATCH path per kind carrying `x-kubernetes-group-version-kind` and the
   `fieldValidation` parameter. `kubectl explain` reads the schemas; kubectl and Helm see the
   parameter and leave validation to the server (`fieldValidation=Strict`).
-- `/openapi/v2` as JSON (swagger 2.0 `definitions` with the same schemas). The protobuf
+- `/openapi/v2` as JSON (swagger 2.0 `definitions` with the same schemas, int-or-string
+  and quantities as strings). The protobuf
   form kubectl asks for is an empty document: kubectl uses v3 and falls back to v2 only for
   kinds v3 lacks, where an empty document lets it reach its real error.
 
@@ -37,6 +38,7 @@ _FIELD_VALIDATION = {
 }
 _OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 _DROP_KEYS = frozenset({"$schema", "$id"})
+_V3_PREFIX = "#/components/schemas/"
 
 _lock = threading.Lock()
 _converted: dict[tuple[str, str], dict[str, Any]] = {}  # (definition, ref prefix) -> schema
@@ -60,15 +62,21 @@ def _convert(node: Any, prefix: str) -> Any:
     if isinstance(one_of, list) and all(
         isinstance(o, dict) and set(o) <= {"type", "format"} for o in one_of
     ):
-        # IntOrString and Quantity: a string on the wire of OpenAPI, as the real server has.
+        # IntOrString and Quantity, as kube-apiserver publishes them: in v3 a `oneOf` of
+        # their wire types and no `type` (so `kubectl explain` names them `IntOrString`
+        # and `Quantity`), in v2 a string (IntOrString with format `int-or-string`).
         kinds = {t for o in one_of for t in _types(o.get("type"))}
         out: dict[str, Any] = {
-            k: _convert(v, prefix) for k, v in node.items() if k not in ("oneOf",)
+            k: _convert(v, prefix) for k, v in node.items() if k not in ("oneOf", "type")
         }
-        out["type"] = "string"
-        out["format"] = "int-or-string" if "integer" in kinds else "quantity"
-        if "number" in kinds:
-            out.pop("format")
+        int_or_string = "integer" in kinds
+        if prefix == _V3_PREFIX:
+            wire = ["integer", "string"] if int_or_string else ["string", "number"]
+            out["oneOf"] = [{"type": t} for t in wire]
+        else:
+            out["type"] = "string"
+        if int_or_string:
+            out["format"] = "int-or-string"
         return out
     out = {}
     for key, value in node.items():
@@ -219,7 +227,7 @@ def _document(
         cached = _docs.get(key)
         if cached is not None and cached[0] == fingerprint:
             return cached
-        prefix = "#/components/schemas/"
+        prefix = _V3_PREFIX
         paths: dict[str, Any] = {}
         roots: list[str] = []
         custom: dict[str, Any] = {}
