@@ -12,7 +12,9 @@ here; `TERM=dumb` turns it off (the callers decide `tty`).
 
 When the output is no terminal (CI, a pipe, a file) nothing is printed for work that ends
 within `interval` seconds; longer work prints its current state as a line every `interval`
-seconds, so a log shows it is not stuck.
+seconds, so a log shows it is not stuck. A ticker thread prints those lines: the callers
+tell a state only when it changes (a watch-based readiness wait may say nothing for
+minutes), and a log must still show the work goes on.
 
 The texts name objects and build steps only, never a value (a Secret's data never reaches
 a progress line). Thread-safe: concurrent image builds report from their own threads.
@@ -49,21 +51,47 @@ class Progress:
         self.interval = interval
         self.clock = clock
         self.columns = columns
-        self._since: float | None = None
+        self._since: float | None = None  # when the work started, or its last line printed
+        self._text: str | None = None  # the current state, while the work lasts
         self._shown = False
         self._lock = threading.RLock()
+        self._ticker: threading.Thread | None = None
+        self._stop = threading.Event()  # the running ticker's (each ticker has its own)
 
     def __call__(self, text: str) -> None:
         with self._lock:
             now = self.clock()
             if self._since is None:
                 self._since = now
+            self._text = text
             if self.tty:
                 self._write(ERASE + self._fit(f"devloop: {text}"))
                 self._shown = True
-            elif now - self._since >= self.interval:
-                self._write(f"devloop: ... {text}\n")
-                self._since = now
+                return
+            if now - self._since >= self.interval:
+                self._print_state(now)
+            if self._ticker is None:
+                self._stop = threading.Event()
+                self._ticker = threading.Thread(
+                    target=self._tick, args=(self._stop,), daemon=True, name="devloop-progress"
+                )
+                self._ticker.start()
+
+    def _print_state(self, now: float) -> None:
+        self._write(f"devloop: ... {self._text}\n")
+        self._since = now
+
+    def _tick(self, stop: threading.Event) -> None:
+        """Off a terminal: the current state every `interval` seconds until `done`."""
+        wait = self.interval
+        while not stop.wait(max(wait, 0.01)):
+            with self._lock:
+                if stop.is_set() or self._text is None or self._since is None:
+                    return
+                now = self.clock()
+                if now - self._since >= self.interval:
+                    self._print_state(now)
+                wait = self.interval - (now - self._since)
 
     def _fit(self, text: str) -> str:
         # One column short of the width: a line that fills the last column wraps on some
@@ -78,6 +106,11 @@ class Progress:
                 self._write(ERASE)
             self._shown = False
             self._since = None
+            self._text = None
+            ticker, self._ticker = self._ticker, None
+            self._stop.set()
+        if ticker is not None and ticker is not threading.current_thread():
+            ticker.join()
 
     def line(self, text: str) -> None:
         """Print a whole line: the live line, if shown, is erased first (the next update
@@ -103,4 +136,13 @@ def for_stream(stream: IO[str], **kwargs: Any) -> Progress:
         stream.write(text)
         stream.flush()
 
+    def columns() -> int:
+        # The stream's own terminal: under pytest, fd 1 (what shutil asks) may be a capture
+        # file while this stream is the terminal.
+        try:
+            return os.get_terminal_size(stream.fileno()).columns or terminal_columns()
+        except (AttributeError, OSError, ValueError):
+            return terminal_columns()
+
+    kwargs.setdefault("columns", columns)
     return Progress(write, tty=tty, **kwargs)

@@ -703,6 +703,10 @@ class Watch:
         self.logs: LogStreams | None = None
         self.logs_enabled = bool(pytest_config.getoption("devloop_logs"))
         self._out_lock = threading.Lock()
+        from pytest_devloop.run import progress
+
+        # The sync's live line (run.progress); every line printed erases it first.
+        self.live = progress.for_stream(self.out)
         self.printer = LogPrinter(self._write)
         self.files: FileWatcher | None = None
 
@@ -710,8 +714,7 @@ class Watch:
 
     def _write(self, line: str) -> None:
         with self._out_lock:
-            self.out.write(line + "\n")
-            self.out.flush()
+            self.live.line(line)
 
     def say(self, line: str) -> None:
         self._write(line)
@@ -767,6 +770,7 @@ class Watch:
         if self.drift is not None:
             # The drift watch's streams vouch for what the last sync listed.
             syncer.use_change_feed(self.drift)
+        syncer.progress, syncer.progress_done = self.live, self.live.done
         return syncer
 
     def _watch_inputs(self) -> None:

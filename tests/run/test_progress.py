@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import shutil
 import subprocess
 import sys
-import time
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -27,32 +26,9 @@ from pytest_devloop.artifacts.images import (
 )
 from pytest_devloop.config.model import parse_config
 from pytest_devloop.run.progress import ERASE, Progress
+from tests.terminal import in_a_pty, screen
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def screen(raw: str) -> list[str]:
-    """The lines a terminal shows after `raw`: carriage return, erase-to-end-of-line and
-    newline are applied, colour codes dropped. A live line left behind, or a line written
-    after one, shows here as the garbage it would be."""
-    import re
-
-    raw = re.sub(r"\x1b\[[0-9;]*m", "", raw).replace("\r\n", "\n")
-    lines: list[str] = [""]
-    col = 0
-    for token in re.split(r"(\r|\n|\x1b\[K)", raw):
-        if token == "\r":
-            col = 0
-        elif token == "\n":
-            lines.append("")
-            col = 0
-        elif token == "\x1b[K":
-            lines[-1] = lines[-1][:col]
-        elif token:
-            cur = lines[-1]
-            lines[-1] = cur[:col] + token + cur[col + len(token) :]
-            col += len(token)
-    return lines
 
 
 def test_terminal_line_is_rewritten_then_erased() -> None:
@@ -82,6 +58,24 @@ def test_off_a_terminal_a_line_every_interval_and_none_for_short_work() -> None:
     p("web: workloads ready 1/2, waiting for Deployment/b")
     p.done()
     assert out == ["devloop: ... web: workloads ready 1/2, waiting for Deployment/b\n"]
+
+
+def test_off_a_terminal_a_lasting_state_is_repeated_though_nothing_new_is_told() -> None:
+    lines: list[str] = []
+    two = threading.Event()
+
+    def write(text: str) -> None:
+        lines.append(text)
+        if len(lines) >= 2:
+            two.set()
+
+    p = Progress(write, tty=False, interval=0.05)
+    # Told once: a watch-based wait tells a state only when it changes.
+    p("web: workloads ready 0/1, waiting for Deployment/web")
+    assert two.wait(30), lines
+    p.done()
+    assert set(lines) == {"devloop: ... web: workloads ready 0/1, waiting for Deployment/web\n"}
+    assert not [t for t in threading.enumerate() if t.name == "devloop-progress"], "stopped"
 
 
 def test_a_printed_line_erases_the_live_line_and_the_next_update_draws_it_again() -> None:
@@ -193,43 +187,12 @@ def _project(tmp_path: Path, tool: Callable[[str], str]) -> tuple[Path, dict[str
     return copy, env
 
 
-def _in_a_pty(argv: list[str], cwd: Path, env: dict[str, str]) -> str:
-    import fcntl
-    import pty
-    import struct
-    import termios
-
-    pid, fd = pty.fork()
-    if pid == 0:
-        # A terminal of 40 rows and 160 columns (a fresh pty has none: 80 would be assumed).
-        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
-        os.chdir(cwd)
-        os.execvpe(argv[0], argv, env)
-    buf = b""
-    deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(fd, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                buf += chunk
-    finally:
-        os.waitpid(pid, 0)
-        os.close(fd)
-    return buf.decode(errors="replace")
-
-
 def test_sync_in_a_terminal_shows_a_live_line_that_collapses_into_the_summary(
     tmp_path: Path, tool: Callable[[str], str]
 ) -> None:
     project, env = _project(tmp_path, tool)
     try:
-        text = _in_a_pty([sys.executable, "-m", "pytest_devloop", "sync"], project, env)
+        text = in_a_pty([sys.executable, "-m", "pytest_devloop", "sync"], project, env)
         assert "\r\x1b[Kdevloop: sms-checker: objects applied 0/10" in text, repr(text[-2000:])
         assert re.search(
             r"\r\x1b\[Kdevloop: sms-checker: workloads ready [01]/2, waiting for "
@@ -318,7 +281,7 @@ def test_an_image_build_in_a_terminal_shows_its_step_live_then_the_built_line(
     root, name = image_project
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTEST_ADDOPTS", "NO_COLOR")}
     env["TERM"] = "xterm"
-    text = _in_a_pty([sys.executable, "-m", "pytest", "--devloop-build"], root, env)
+    text = in_a_pty([sys.executable, "-m", "pytest", "--devloop-build"], root, env)
     # The legacy builder counts the `--label`s devloop adds as steps too, BuildKit does not.
     for step in (r"1/\d FROM scratch", r"2/\d COPY a\.txt /a\.txt", r"3/\d COPY b\.txt /b\.txt"):
         assert re.search(rf"\r\x1b\[Kdevloop: building {name}: step {step}", text), repr(text)
