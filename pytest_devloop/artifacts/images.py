@@ -356,11 +356,12 @@ def image_refs(config: Config, hasher: FileHasher) -> dict[str, ImageRef]:
 # --------------------------------------------------------------------------- building
 
 # A step as docker's build output starts it. The legacy builder: `Step 3/7 : COPY . /app`;
-# BuildKit's plain progress: `#7 [3/7] COPY . /app`, `#9 [base 2/4] RUN make` (with the
-# stage's name) and `#12 exporting to image`. BuildKit's `[internal]` steps (loading the
-# Dockerfile, the context, metadata) and its DONE/CACHED/log lines are no step.
+# BuildKit's plain progress: `#7 [3/7] COPY . /app`, `#9 [base 2/4] RUN make` (the stage's
+# name, and the platform when building for several, before the number, which is padded to
+# the total's width: `[ 3/12]`) and `#12 exporting to image`. BuildKit's `[internal]` steps
+# (loading the Dockerfile, the context, metadata) and its DONE/CACHED/log lines are no step.
 _LEGACY_STEP = re.compile(r"^Step (\d+)/(\d+) : (.+)$")
-_BUILDKIT_STEP = re.compile(r"^#\d+ \[(?:(\S+) )?(\d+)/(\d+)\] (.+)$")
+_BUILDKIT_STEP = re.compile(r"^#\d+ \[([^\]]*?) *(\d+)/(\d+)\] (.+)$")
 _BUILDKIT_EXPORT = re.compile(r"^#\d+ (exporting to image|exporting layers|writing image)\b")
 
 
@@ -375,7 +376,7 @@ def build_step(line: str) -> str | None:
     if m:
         stage, n, total, what = m.groups()
         text = f"step {n}/{total} {what.strip()}"
-        return f"{text} (stage {stage})" if stage else text
+        return f"{text} (stage {stage.strip()})" if stage.strip() else text
     m = _BUILDKIT_EXPORT.match(line)
     if m:
         return m.group(1)

@@ -116,6 +116,12 @@ def test_the_live_line_is_cut_to_the_terminal_width() -> None:
         ("Step 1/2 : FROM scratch AS base", "step 1/2 FROM scratch AS base"),
         ("#7 [3/7] COPY . /app", "step 3/7 COPY . /app"),
         ("#9 [base 2/4] RUN make", "step 2/4 RUN make (stage base)"),
+        ("#6 [ 3/12] COPY . /app", "step 3/12 COPY . /app"),
+        ("#6 [build  3/12] RUN go build", "step 3/12 RUN go build (stage build)"),
+        (
+            "#8 [linux/arm64 base 1/2] FROM docker.io/library/alpine",
+            "step 1/2 FROM docker.io/library/alpine (stage linux/arm64 base)",
+        ),
         ("#12 exporting to image", "exporting to image"),
         ("#1 [internal] load build definition from Dockerfile", None),
         ("#7 DONE 0.1s", None),
