@@ -7,13 +7,14 @@ definitions, plus each CRD's `openAPIV3Schema`) into the documents clients read:
   version, the component schemas of its kinds and everything they reference (as
   kube-apiserver shapes them: `$ref`s under `#/components/schemas/`, a described `$ref`
   wrapped in `allOf`, int-or-string and quantities as a `oneOf` of their wire types, no
-  `additionalProperties: false`), and one PATCH path per kind carrying `x-kubernetes-group-version-kind` and the
-  `fieldValidation` parameter. `kubectl explain` reads the schemas; kubectl and Helm see the
+  `additionalProperties: false`), and one PATCH path per kind carrying
+  `x-kubernetes-group-version-kind` and the `fieldValidation` parameter. `kubectl explain` reads the schemas; kubectl and Helm see the
   parameter and leave validation to the server (`fieldValidation=Strict`).
-- `/openapi/v2` as JSON (swagger 2.0 `definitions` with the same schemas, int-or-string
-  and quantities as strings). The protobuf
-  form kubectl asks for is an empty document: kubectl uses v3 and falls back to v2 only for
-  kinds v3 lacks, where an empty document lets it reach its real error.
+- `/openapi/v2` (swagger 2.0 `definitions` with the same schemas, int-or-string and
+  quantities as strings, a described `$ref` beside its description; CRD schemas reduced as
+  kube-apiserver reduces them for v2) as JSON and in the protobuf form kubectl and Helm
+  ask for (`embedded.openapi_protobuf`): they validate client-side against it what v3
+  leaves to them, such as the items of a `v1 List`.
 
 Documents are built on first request and kept until a CRD changes.
 """
@@ -25,7 +26,7 @@ import json
 import threading
 from typing import Any
 
-from pytest_devloop.embedded import schemas
+from pytest_devloop.embedded import openapi_protobuf, schemas
 from pytest_devloop.k8s.resources import Registry, ResourceType
 
 _FIELD_VALIDATION = {
@@ -92,8 +93,13 @@ def _convert(node: Any, prefix: str) -> Any:
         if key == "$ref" and isinstance(value, str):
             out["$ref"] = prefix + schemas.ref_name(value)
             continue
+        if key in ("properties", "patternProperties") and isinstance(value, dict):
+            # Field names, not keywords: a field may be called `type` or `$ref`.
+            out[key] = {name: _convert(sub, prefix) for name, sub in value.items()}
+            continue
         out[key] = _convert(value, prefix)
-    if "$ref" in out and len(out) > 1:
+    if "$ref" in out and len(out) > 1 and prefix == _V3_PREFIX:
+        # v3 wraps a described reference in `allOf`; v2 keeps `$ref` beside the description.
         ref = out.pop("$ref")
         out = {"allOf": [{"$ref": ref}], **out}
     return out
@@ -164,9 +170,17 @@ def _crd_schema(rt: ResourceType, crd: dict[str, Any], version: str, prefix: str
             schema = (v.get("schema") or {}).get("openAPIV3Schema")
     if schema is None:
         schema = (spec.get("validation") or {}).get("openAPIV3Schema")
+    v2 = prefix != _V3_PREFIX
     out: dict[str, Any] = (
         json.loads(json.dumps(schema)) if isinstance(schema, dict) else {"type": "object"}
     )
+    if v2 and (
+        out.get("x-kubernetes-preserve-unknown-fields") or spec.get("preserveUnknownFields")
+    ):
+        # kube-apiserver publishes such a kind to v2 as a bare object: no field is checked.
+        out = {"type": "object"}
+    elif v2:
+        out = _v2_structural(out)
     out.setdefault("type", "object")
     props: dict[str, Any] = out.setdefault("properties", {})
     props["apiVersion"] = {
@@ -184,9 +198,49 @@ def _crd_schema(rt: ResourceType, crd: dict[str, Any], version: str, prefix: str
         "description": "Standard object's metadata. More info: "
         "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
     }
+    if v2:
+        props["metadata"]["$ref"] = props["metadata"].pop("allOf")[0]["$ref"]
     out["x-kubernetes-group-version-kind"] = [
         {"group": rt.group, "version": version, "kind": rt.kind}
     ]
+    return out
+
+
+def _v2_structural(node: Any) -> Any:
+    """A CRD schema node as kube-apiserver publishes it to OpenAPI v2.
+
+    v2 has no junctors (`allOf`, `oneOf`, `anyOf`, `not`) and kubectl's v2 reader cannot
+    cope with typed nullable values or with properties under preserved unknown fields, so
+    those lose their type or their fields (apiextensions' ToStructuralOpenAPIV2).
+    """
+    if not isinstance(node, dict):
+        return node
+    out = {k: v for k, v in node.items() if k not in ("allOf", "oneOf", "anyOf", "not")}
+    if out.pop("nullable", False):
+        for key in ("type", "items", "properties"):
+            out.pop(key, None)
+    if out.get("x-kubernetes-preserve-unknown-fields"):
+        out.pop("items", None)
+        out.pop("properties", None)
+        if out.get("type") == "object":
+            out.pop("type")
+    if out.get("type") == "array" and "items" not in out:
+        out.pop("type")
+    props = out.get("properties")
+    if isinstance(props, dict):
+        nullable = {k for k, v in props.items() if isinstance(v, dict) and v.get("nullable")}
+        out["properties"] = {k: _v2_structural(v) for k, v in props.items()}
+        if nullable and isinstance(out.get("required"), list):
+            out["required"] = [r for r in out["required"] if r not in nullable]
+            if not out["required"]:
+                out.pop("required")
+    if isinstance(out.get("items"), dict):
+        out["items"] = _v2_structural(out["items"])
+    extra = out.get("additionalProperties")
+    if isinstance(extra, dict):
+        if extra.get("nullable"):
+            out.pop("required", None)
+        out["additionalProperties"] = _v2_structural(extra)
     return out
 
 
@@ -312,17 +366,31 @@ def swagger_v2(
     }
 
 
-def _pb_field(number: int, payload: bytes) -> bytes:
-    # A length-delimited protobuf field; every length here is below 128.
-    return bytes([(number << 3) | 2, len(payload)]) + payload
+_pb_docs: dict[str, tuple[str, bytes]] = {}
 
 
-def swagger_v2_protobuf(kube_version: str) -> bytes:
-    """An empty swagger document in the protobuf form kubectl asks `/openapi/v2` for.
+def swagger_v2_protobuf(
+    kube_version: str,
+    registry: Registry | None = None,
+    crds: dict[str, dict[str, Any]] | None = None,
+) -> bytes:
+    """`/openapi/v2` in the protobuf form kubectl and Helm ask for, kept until a CRD changes.
 
-    kubectl falls back to `/openapi/v2` for kinds missing from `/openapi/v3` (an unknown
-    custom resource, say) and parses only protobuf there; an empty document lets it
-    get on to its real error, `no matches for kind ... ensure CRDs are installed first`.
+    They validate against it client-side for what `/openapi/v3` leaves to them (a `v1 List`
+    document, a kind v3 does not list), as they would against kube-apiserver's.
     """
-    info = _pb_field(1, b"Kubernetes") + _pb_field(2, kube_version.encode())
-    return _pb_field(1, b"2.0") + _pb_field(2, info)
+    crds = crds or {}
+    fingerprint = "|".join(
+        f"{name}@{(c.get('metadata') or {}).get('resourceVersion', '')}"
+        for name, c in sorted(crds.items())
+    )
+    if registry is not None:
+        fingerprint += "|" + ",".join(sorted(rt.key for rt in registry.all()))
+    with _lock:
+        cached = _pb_docs.get(kube_version)
+    if cached is not None and cached[0] == fingerprint:
+        return cached[1]
+    data = openapi_protobuf.document(swagger_v2(kube_version, registry, crds))
+    with _lock:
+        _pb_docs[kube_version] = (fingerprint, data)
+    return data

@@ -25,7 +25,7 @@ class Discovery:
             if "protobuf" in req.accept:
                 return (
                     200,
-                    openapi.swagger_v2_protobuf(KUBE_VERSION),
+                    openapi.swagger_v2_protobuf(KUBE_VERSION, self.ctx.registry, self.ctx.crds()),
                     "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
                 )
             return 200, openapi.swagger_v2(KUBE_VERSION, self.ctx.registry, self.ctx.crds()), ""
