@@ -87,6 +87,9 @@ def test_explain_names_int_or_string_and_quantity_fields(kctl: Run) -> None:
     assert _field_line(out) == "FIELD: overhead <map[string]Quantity>"
     out = kctl("explain", "service.spec.ports.targetPort").stdout
     assert _field_line(out) == "FIELD: targetPort <IntOrString>"
+    # A field named like a schema keyword is a field all the same.
+    out = kctl("explain", "deployment.spec.strategy.type").stdout
+    assert _field_line(out) == "FIELD: type <string>"
 
 
 def test_explain_of_a_custom_int_or_string_field_prints_what_a_real_cluster_prints(
