@@ -408,6 +408,8 @@ class Syncer:
                 res.seconds = time.perf_counter() - started
                 if res.error is None and not res.line:
                     res.line = self._line(res)
+                # A step that failed midway left its live line: the artifact's line replaces it.
+                self.progress_done()
                 self.out(res.line)
                 result.artifacts.append(res)
             if stateful:

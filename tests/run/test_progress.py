@@ -224,6 +224,18 @@ def test_sync_in_a_terminal_shows_a_live_line_that_collapses_into_the_summary(
         assert piped.returncode == 0
         assert "\x1b[K" not in piped.stderr + piped.stdout
         assert "objects applied" not in piped.stderr + piped.stdout
+
+        # An apply that fails midway: its error line replaces the live line, whole.
+        (project / "crds" / "zz-bad.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad, namespace: default}\n"
+            "data: {size: 1}\n"  # a number where a string must be: the server refuses it
+        )
+        text = in_a_pty([sys.executable, "-m", "pytest_devloop", "sync"], project, env)
+        assert "\r\x1b[Kdevloop: crds: objects applied 0/1" in text, repr(text[-2000:])
+        shown = screen(text)
+        error = [ln for ln in shown if "ConfigMap/bad" in ln]
+        assert error and error[0].startswith("devloop: crds: error: "), shown
+        assert not [ln for ln in shown if "objects applied" in ln], shown
     finally:
         subprocess.run(
             [sys.executable, "-m", "pytest_devloop", "cluster", "down"],
