@@ -332,7 +332,19 @@ class DevloopSession:
         # Remembered per session: a file that failed to collect invalidates its tests' records.
         if report.failed and isinstance(collector, pytest.File):
             collector.config.stash.setdefault(_COLLECT_ERRORS_KEY, []).append(report.nodeid)
+        if not report.passed:
+            # Its node ids are not all known: the file index drops it (selection.prefilter).
+            _run(collector.config).collect_skipped.add(report.nodeid.split("::", 1)[0])
         return report
+
+    def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
+        # --devloop-affected: a file whose every test is unaffected is not even imported.
+        return True if _run(config).skip_collecting(collection_path) else None
+
+    def pytest_itemcollected(self, item: pytest.Item) -> None:
+        _run(item.config).collected_files.setdefault(item.nodeid.split("::", 1)[0], []).append(
+            item.nodeid
+        )
 
     def pytest_collection_modifyitems(
         self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]

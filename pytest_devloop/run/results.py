@@ -72,7 +72,8 @@ class ResultsWriter:
             key = {"error": "errors"}.get(entry["outcome"], entry["outcome"])
             counts[key] += 1
         counts["errors"] += len(self.collect_errors)
-        counts["deselected"] = self.deselected
+        # Tests of files devloop left uncollected (all unaffected) are deselected too.
+        counts["deselected"] = self.deselected + int(getattr(run, "not_collected", 0))
         counts["warnings"] = self.warnings
         data = {
             "exitstatus": int(session.exitstatus),

@@ -69,6 +69,17 @@ class SyncSummary:
         return cls(**data)
 
 
+@dataclass
+class _SelectionInputs:
+    on: bool
+    reason: str
+    records: dict[str, Any] | None = None
+    warning: str | None = None
+    change_set: Any = None  # selection.changes.ChangeSet
+    impact: Any = None  # selection.impact.Impact; None when off or uncertain
+    typed: dict[str, Any] = field(default_factory=dict)  # nodeid -> TestRecord | None
+
+
 class TestRun:
     """The devloop side of one pytest process."""
 
@@ -99,6 +110,13 @@ class TestRun:
         self.nothing_affected = False  # --devloop-affected deselected every test
         self.explain_lines: list[str] = []
         self.impact: Any = None  # selection.impact.Impact of this run's selection
+        # Read once per session (selection, the uncollected files, the final merge).
+        self._records_file: tuple[Path, dict[str, Any] | None, str | None] | None = None
+        self._selection: Any = None  # _SelectionInputs, computed once
+        self.prefilter: Any = None  # selection.prefilter.Prefilter: files left uncollected
+        self.not_collected = 0  # tests of those files (deselected without being collected)
+        self.collected_files: dict[str, list[str]] = {}  # file -> node ids (whole files)
+        self.collect_skipped: set[str] = set()  # files skipped or failed at collection
         if self.is_worker:
             raw = config.workerinput.get(WORKER_KEY)  # type: ignore[attr-defined]
             if raw:
@@ -276,7 +294,21 @@ class TestRun:
 
         s = self.require_cluster()
         kube = Kube(client_from_kubeconfig(s.kubeconfig, s.context))
-        return Cluster(kube, self.recorder, namespace=self.default_namespace())
+        return Cluster(
+            kube,
+            self.recorder,
+            namespace=self.default_namespace(),
+            discovery_cache=self._state_file("discovery"),
+        )
+
+    def _state_file(self, name: str) -> Path | None:
+        """`.devloop/cache/<name>-<cluster>.json`: dev mode only (CI mode keeps no state)."""
+        if self.summary is None or self.config is None or self.mode != "dev":
+            return None
+        from pytest_devloop.sync.state import cluster_key
+
+        key = cluster_key(self.summary.server, self.summary.uid)
+        return self.config.root / ".devloop" / "cache" / f"{name}-{key}.json"
 
     def default_namespace(self) -> str:
         """The namespace `cluster` reads default to: the one namespace every namespaced
@@ -349,26 +381,39 @@ class TestRun:
         key = cluster_key(self.summary.server, self.summary.uid)
         return self.config.root / ".devloop" / "records" / f"{key}.json"
 
-    def load_records(self) -> tuple[dict[str, Any] | None, str | None]:
-        """(records by nodeid, warning); None records = unusable, run everything."""
+    def _read_records(self) -> tuple[dict[str, Any] | None, str | None]:
+        """(the records file's data, warning); None data = unusable. Read once a session."""
         path = self.records_path()
         if path is None:
             return None, "no sync this run"
+        if self._records_file is not None and self._records_file[0] == path:
+            return self._records_file[1], self._records_file[2]
+        data: dict[str, Any] | None
+        warning = None
         try:
-            data = json.loads(path.read_text())
+            loaded = json.loads(path.read_text())
         except FileNotFoundError:
-            return {}, None
+            loaded = {"schema": RECORDS_SCHEMA, "tests": {}}
         except (OSError, ValueError) as e:
-            return (
-                None,
-                f"records file {path} is unreadable ({e.__class__.__name__}): running every test",
+            loaded = None
+            warning = (
+                f"records file {path} is unreadable ({e.__class__.__name__}): running every test"
             )
-        if not isinstance(data, dict) or data.get("schema") != RECORDS_SCHEMA:
-            return None, f"records file {path} is from another devloop version: running every test"
-        tests = data.get("tests")
-        if not isinstance(tests, dict):
-            return None, f"records file {path} is corrupt: running every test"
-        return tests, None
+        data = loaded if isinstance(loaded, dict) else None
+        if warning is None:
+            if data is None or data.get("schema") != RECORDS_SCHEMA:
+                data = None
+                warning = f"records file {path} is from another devloop version: running every test"
+            elif not isinstance(data.get("tests"), dict):
+                data = None
+                warning = f"records file {path} is corrupt: running every test"
+        self._records_file = (path, data, warning)
+        return data, warning
+
+    def load_records(self) -> tuple[dict[str, Any] | None, str | None]:
+        """(records by nodeid, warning); None records = unusable, run everything."""
+        data, warning = self._read_records()
+        return (None, warning) if data is None else (data["tests"], None)
 
     def save_records(self, merged: dict[str, dict[str, Any]]) -> None:
         path = self.records_path()
@@ -376,18 +421,66 @@ class TestRun:
             return
         from filelock import FileLock
 
+        from pytest_devloop.selection import prefilter
+
         path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(path) + ".lock", timeout=60):
-            old, _ = self.load_records()
-            tests = dict(old or {})
+            self._records_file = None  # another process may have written since
+            old, _ = self._read_records()
+            tests = dict((old or {}).get("tests") or {})
             tests.update(merged)
+            data: dict[str, Any] = {"schema": RECORDS_SCHEMA, "tests": tests}
+            index = self._index_update(old or {})
+            if index is not None:
+                data[prefilter.INDEX_KEY], data[prefilter.MODULES_KEY] = index
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"schema": RECORDS_SCHEMA, "tests": tests}))
+            tmp.write_text(json.dumps(data))
             tmp.replace(path)
+            self._records_file = None
+
+    def _index_update(self, old: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]] | None:
+        """The file index after this session (`selection.prefilter`); None: keep none.
+
+        Only a session that collected whole files in one process knows every node id of
+        a file: not an xdist controller or worker, not a run given test ids."""
+        import sys
+
+        from pytest_devloop.selection import prefilter
+
+        cfg = self.pytest_config
+        if self.is_worker or cfg.pluginmanager.hasplugin("dsession"):
+            return None
+        if any("::" in str(a) for a in cfg.args):
+            return None
+        old_index = old.get(prefilter.INDEX_KEY)
+        old_modules = old.get(prefilter.MODULES_KEY)
+        root = Path(cfg.rootpath)
+        collected = {
+            file: (self.digest_of_file(file), nodeids)
+            for file, nodeids in self.collected_files.items()
+            if file not in self.collect_skipped
+        }
+        skipped = self.prefilter.skip if self.prefilter is not None else set()
+        index_files = set(collected) | set(old_index or {})
+        modules = prefilter.project_modules(list(sys.modules.values()), root, index_files)
+        return prefilter.merge(
+            old_index if isinstance(old_index, dict) else {},
+            old_modules if isinstance(old_modules, dict) else {},
+            collected,
+            self.collect_skipped,
+            modules,
+            complete=not skipped,
+        )
+
+    def digest_of_file(self, file: str) -> str:
+        """`file_digest` of a node id path (rootdir-relative)."""
+        return self._digest_of_path(Path(self.pytest_config.rootpath) / file)
 
     def file_digest(self, item: pytest.Item) -> str:
         """Digest of the test's file and every conftest.py above it (up to the rootdir)."""
-        path = Path(str(item.path))
+        return self._digest_of_path(Path(str(item.path)))
+
+    def _digest_of_path(self, path: Path) -> str:
         cached = self._file_digests.get(str(path))
         if cached is not None:
             return cached
@@ -427,8 +520,13 @@ class TestRun:
 
     # -- selection ------------------------------------------------------------------
 
-    def select(self, items: list[pytest.Item]) -> tuple[list[pytest.Item], list[pytest.Item]]:
-        """(selected, deselected) for --devloop-affected, with one reason per test."""
+    def _selection_inputs(self) -> _SelectionInputs:
+        """What selection needs before any item exists (once a session): whether it is on,
+        the records, and the change's impact; the uncollected files and the final
+        selection both read it."""
+        if self._selection is not None:
+            selection: _SelectionInputs = self._selection
+            return selection
         from pytest_devloop.selection import changes, impact
 
         cfg = self.pytest_config
@@ -438,21 +536,98 @@ class TestRun:
             synced=self.summary is not None,
             sync_error=self.sync_error,
         )
+        out = _SelectionInputs(on=decision.on, reason=decision.reason)
+        self._selection = out
         if not decision.on:
+            return out
+        assert self.summary is not None
+        out.records, out.warning = self.load_records()
+        if out.records is None:
+            return out
+        s = self.summary
+        out.change_set = cs = changes.change_set(
+            s.changed, opaque=s.opaque, causes=s.causes, artifact_of=s.artifact_of
+        )
+        if cs.uncertain is not None:
+            return out
+        # Pruned objects join the graph with their last applied body: their old labels
+        # and selectors decide which lists held them and whom they fed.
+        objects = dict(s.desired)
+        for key, body in s.previous.items():
+            objects.setdefault(key, body)
+        graph = impact.Graph.build(objects.items(), artifact_of=s.artifact_of)
+        # A restored drift's old labels are the live ones, which no record holds: unknown.
+        drifted = any(op == "drift" for op in cs.ops.values())
+        out.impact = graph.closure(
+            cs.changed, cause=cs.causes, previous=None if drifted else s.previous
+        )
+        for nodeid, raw in out.records.items():
+            try:
+                out.typed[nodeid] = impact.TestRecord.from_json(raw, nodeid)
+            except impact.RecordError:
+                out.typed[nodeid] = None  # unreadable: run it
+        return out
+
+    def skip_collecting(self, path: Path) -> bool:
+        """Whether to leave a test file uncollected: every test it held is unaffected
+        (`selection.prefilter`). Also takes a file's digest before pytest imports it, so
+        an edit during the run is never taken for the collected content."""
+        if path.suffix == ".py" and path.name != "conftest.py":
+            self._digest_of_path(path)
+        if self.is_worker or self.pytest_config.pluginmanager.hasplugin("dsession"):
+            return False
+        if self.prefilter is None:
+            self.prefilter = self._plan_prefilter()
+        if not self.prefilter.skip:
+            return False
+        try:
+            rel = path.relative_to(self.pytest_config.rootpath).as_posix()
+        except ValueError:
+            return False
+        return rel in self.prefilter.skip
+
+    def _plan_prefilter(self) -> Any:
+        from pytest_devloop.selection import prefilter
+
+        if not self.pytest_config.getoption("devloop_affected") or self.summary is None:
+            return prefilter.Prefilter(reason="selection is off")
+        inputs = self._selection_inputs()
+        if inputs.impact is None:
+            return prefilter.Prefilter(reason="selection is off or uncertain")
+        data, _ = self._read_records()
+        index = (data or {}).get(prefilter.INDEX_KEY)
+        modules = (data or {}).get(prefilter.MODULES_KEY)
+        if not isinstance(index, dict) or not isinstance(modules, dict):
+            return prefilter.Prefilter(reason="no file index yet")
+        return prefilter.plan(
+            index,
+            modules,
+            inputs.typed,
+            inputs.impact,
+            root=Path(self.pytest_config.rootpath),
+            digest_of=self.digest_of_file,
+            changed_files=self.summary.changed_files,
+        )
+
+    def select(self, items: list[pytest.Item]) -> tuple[list[pytest.Item], list[pytest.Item]]:
+        """(selected, deselected) for --devloop-affected, with one reason per test. The
+        tests of files left uncollected (`skip_collecting`) count as deselected."""
+        from pytest_devloop.selection import changes, impact
+
+        inputs = self._selection_inputs()
+        if not inputs.on:
             self.selection_note = (
-                f"devloop: affected-test selection is off: {decision.reason}; "
+                f"devloop: affected-test selection is off: {inputs.reason}; "
                 f"running all {len(items)} tests"
             )
             return items, []
-        assert self.summary is not None
-        records, warning = self.load_records()
+        records = inputs.records
         if records is None:
-            self.selection_note = f"devloop: warning: {warning}"
+            self.selection_note = f"devloop: warning: {inputs.warning}"
             return items, []
+        assert self.summary is not None and inputs.change_set is not None
         s = self.summary
-        cs = changes.change_set(
-            s.changed, opaque=s.opaque, causes=s.causes, artifact_of=s.artifact_of
-        )
+        cs = inputs.change_set
         if cs.uncertain is not None:
             self.decisions = [
                 impact.Decision(i.nodeid, True, cs.uncertain, "uncertain") for i in items
@@ -462,46 +637,38 @@ class TestRun:
                 "(devloop cannot tell which tests it affects)"
             )
             return items, []
-        # Pruned objects join the graph with their last applied body: their old labels
-        # and selectors decide which lists held them and whom they fed.
-        objects = dict(s.desired)
-        for key, body in s.previous.items():
-            objects.setdefault(key, body)
-        graph = impact.Graph.build(objects.items(), artifact_of=s.artifact_of)
-        # A restored drift's old labels are the live ones, which no record holds: unknown.
-        drifted = any(op == "drift" for op in cs.ops.values())
-        imp = graph.closure(cs.changed, cause=cs.causes, previous=None if drifted else s.previous)
-        typed: dict[str, impact.TestRecord | None] = {}
-        for nodeid, raw in records.items():
-            try:
-                typed[nodeid] = impact.TestRecord.from_json(raw, nodeid)
-            except impact.RecordError:
-                typed[nodeid] = None  # unreadable: run it
+        imp = inputs.impact
         current = {item.nodeid: self.file_digest(item) for item in items}
-        self.decisions = impact.select(
-            typed,
-            [i.nodeid for i in items],
-            imp,
-            current_file_digests=current,
-            changed_files=s.changed_files,
-        )
+        uncollected = list(self.prefilter.decisions) if self.prefilter is not None else []
+        self.decisions = [
+            *impact.select(
+                inputs.typed,
+                [i.nodeid for i in items],
+                imp,
+                current_file_digests=current,
+                changed_files=s.changed_files,
+            ),
+            *uncollected,
+        ]
         self.impact = imp
         run = {d.nodeid for d in self.decisions if d.run}
         selected = [i for i in items if i.nodeid in run]
         deselected = [i for i in items if i.nodeid not in run]
+        self.not_collected = len(uncollected)
         self.selection_note = impact.summary(self.decisions, changes.describe(cs))
-        if deselected and not selected:
+        if (deselected or uncollected) and not selected:
             # pytest would exit 5 ("no tests collected"); the suite is green as far as
             # devloop knows, so the session exits 0 and the header says what it knows.
             self.nothing_affected = True
+            unselected = [i.nodeid for i in deselected] + [d.nodeid for d in uncollected]
             passed = sum(
                 1
-                for i in deselected
-                if (records.get(i.nodeid) or {}).get("outcome") in ("passed", "xfailed")
+                for nodeid in unselected
+                if (records.get(nodeid) or {}).get("outcome") in ("passed", "xfailed")
             )
             self.selection_note = (
                 f"devloop: nothing affected; {passed} tests passed last time"
-                + ("" if passed == len(deselected) else f" (of {len(deselected)})")
+                + ("" if passed == len(unselected) else f" (of {len(unselected)})")
                 + " (run all with: pytest without --devloop-affected)"
             )
         return selected, deselected

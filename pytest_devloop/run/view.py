@@ -45,6 +45,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from pytest_devloop.cluster.kube import ApiResource, KubeError, base_path
@@ -516,13 +517,22 @@ class _Discovery:
     a sync, so usually no request). Other names take one sweep over the preferred
     version of every group, which has the short and singular names, repeated once when
     a name is not found (a CRD applied since the last sweep).
+
+    With a `cache` file (dev mode: one per cluster under `.devloop/cache/`), the sweep's
+    documents outlive the process, as kubectl's discovery cache does: a later process
+    uses them while the cluster serves the same group versions (two requests tell), and
+    confirms the group version of a name it finds there still serves the kind (one
+    request) before trusting it; otherwise it sweeps afresh. A watch cycle's test process
+    thus pays three requests for a custom kind instead of one per served group.
     """
 
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, cache: Path | None = None) -> None:
         self._kube = kube
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str | None], ApiResource] = {}
         self._catalog: list[_Kind] | None = None
+        self._file = cache
+        self._from_file = False
 
     def resolve(self, name: str, api_version: str | None = None) -> ApiResource:
         found = self._cache.get((name, api_version))
@@ -564,7 +574,8 @@ class _Discovery:
                 return None
         return None
 
-    def _sweep(self) -> list[_Kind]:
+    def _preferred(self) -> list[str]:
+        """The preferred version of every served group, core first (two requests)."""
         core = self._kube.request("GET", "/api") or {}
         groups = self._kube.request("GET", "/apis") or {}
         gvs = [str(v) for v in core.get("versions") or []][:1]
@@ -574,30 +585,90 @@ class _Discovery:
             gv = preferred or (versions[0] if versions else None)
             if gv:
                 gvs.append(str(gv))
+        return gvs
 
-        def fetch(gv: str) -> list[_Kind]:
+    def _sweep(self, gvs: list[str] | None = None) -> list[_Kind]:
+        gvs = self._preferred() if gvs is None else gvs
+
+        def fetch(gv: str) -> list[dict[str, Any]] | None:
             try:
-                return _kinds_of_document(gv, self._kube.request("GET", base_path(gv)) or {})
+                doc = self._kube.request("GET", base_path(gv)) or {}
             except KubeError:
-                return []  # an aggregated API that is down must not hide the others
+                return None  # an aggregated API that is down must not hide the others
+            return list(doc.get("resources") or [])
 
         # Parallel: a real cluster serves dozens of groups, each a round trip.
         with ThreadPoolExecutor(max_workers=8) as pool:
-            per_gv = list(pool.map(fetch, gvs))
-        return [k for kinds in per_gv for k in kinds]
+            docs = list(pool.map(fetch, gvs))
+        self._save(gvs, docs)
+        return [
+            k
+            for gv, doc in zip(gvs, docs, strict=True)
+            for k in _kinds_of_document(gv, {"resources": doc or []})
+        ]
+
+    def _load(self) -> list[_Kind] | None:
+        """The catalog of the cache file, if the cluster serves the same group versions."""
+        if self._file is None:
+            return None
+        try:
+            data = json.loads(self._file.read_text())
+            gvs, docs = list(data["gvs"]), list(data["docs"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if None in docs:
+            return None  # a group did not answer then: sweep again
+        current = self._preferred()
+        if current != gvs or len(docs) != len(gvs):
+            return self._sweep(current)
+        self._from_file = True
+        return [
+            k
+            for gv, doc in zip(gvs, docs, strict=True)
+            for k in _kinds_of_document(gv, {"resources": doc})
+        ]
+
+    def _save(self, gvs: list[str], docs: list[list[dict[str, Any]] | None]) -> None:
+        if self._file is None:
+            return
+        import os
+
+        try:
+            self._file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._file.with_name(f".{self._file.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"gvs": gvs, "docs": docs}))
+            tmp.replace(self._file)
+        except OSError:
+            pass  # a cache: the next process sweeps
+
+    def _confirmed(self, k: _Kind) -> ApiResource | None:
+        """A name found in the cache file: the kind as its group version serves it now
+        (None when it no longer does)."""
+        if not self._from_file:
+            return k.resource
+        try:
+            return self._kube.resource(k.resource.group_version, k.resource.kind)
+        except KubeError:
+            return None
 
     def _swept(self, name: str) -> ApiResource:
         base, group = _split_kind_name(name)
         for fresh in (False, True):
             with self._lock:
                 catalog = None if fresh else self._catalog
+            if catalog is None and not fresh:
+                catalog = self._load()
             if catalog is None:
+                self._from_file = False
                 catalog = self._sweep()
-                with self._lock:
-                    self._catalog = catalog
+            with self._lock:
+                self._catalog = catalog
             for k in catalog:
                 if base in k.names and _group_matches(group, k.group):
-                    return k.resource
+                    res = self._confirmed(k)
+                    if res is not None:
+                        return res
+                    break  # the cache file is stale: sweep afresh
         names = sorted({n for k in catalog or () for n in k.names})
         close = difflib.get_close_matches(base, names, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -653,12 +724,13 @@ class Cluster:
         *,
         namespace: str,
         artifact_of: Callable[[str], str | None] | None = None,
+        discovery_cache: Path | None = None,
     ) -> None:
         self.namespace = namespace
         self._kube = kube
         self._recorder = recorder
         self._artifact_of = artifact_of
-        self._kinds = _Discovery(kube)
+        self._kinds = _Discovery(kube, discovery_cache)
 
     @property
     def api_client(self) -> Any:

@@ -159,7 +159,9 @@ def _child(request: dict[str, Any]) -> None:
         # the user (whose modules the child imports afresh): pytest's "cannot be rewritten"
         # warnings about them are the server's doing, so the child does not report them.
         quiet = "ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning"
-        rc = int(pytest.main(["-W", quiet, *request["args"]]))
+        args = ["-W", quiet, *request["args"]]
+        profile = os.environ.get("DEVLOOP_PROFILE_CHILD")
+        rc = _profiled(profile, args) if profile else int(pytest.main(args))
     except BaseException as e:
         try:
             sys.stderr.write(f"devloop: the test process failed: {e!r}\n")
@@ -171,6 +173,20 @@ def _child(request: dict[str, Any]) -> None:
             sys.stderr.flush()
         finally:
             os._exit(rc)
+
+
+def _profiled(path: str, args: list[str]) -> int:
+    """Debug aid: `DEVLOOP_PROFILE_CHILD=PATH` in the watch's environment writes each test
+    process's cProfile to `PATH.<pid>` (read it with `python -m pstats`)."""
+    import cProfile
+
+    import pytest
+
+    profiler = cProfile.Profile()
+    try:
+        return int(profiler.runcall(pytest.main, args))
+    finally:
+        profiler.dump_stats(f"{path}.{os.getpid()}")
 
 
 def main() -> int:

@@ -1,0 +1,141 @@
+"""Which test files an affected-test run need not even collect, and the index that says so.
+
+pytest collects (imports) every test file before devloop deselects, so a cycle that runs
+two tests of a 2,000-test suite would pay for importing all of them. The records file
+therefore keeps a *file index* beside the per-test records: per test file (its node id
+path), the digest of the file and its conftests and every node id it held when it was
+last collected whole; plus the digests of the project's other Python modules the test
+process imported (helpers a test file imports, which the file digest does not cover).
+
+A file is left uncollected only when devloop can tell all of its tests are unaffected:
+its digest is the indexed one (no test added, removed or edited, no conftest above it
+changed), none of the project's indexed helper modules changed, and `impact.select`
+skips every one of its indexed node ids (each has a record, passed last time, is not
+marked always and read nothing the change touches). Anything else, a new file, a file
+that failed or was skipped at collection last time, an unreadable index, is collected as
+before. Node ids generated from data files (a parametrize list read from YAML) are not
+seen by the digest: mark such tests `@pytest.mark.devloop(always=True)`, or their file
+is re-collected only when it or a Python module it imports changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pytest_devloop.selection import impact
+
+INDEX_KEY = "files"
+MODULES_KEY = "modules"
+
+
+@dataclass
+class Prefilter:
+    """The outcome for one session: files to leave uncollected and their tests' decisions."""
+
+    skip: set[str] = field(default_factory=set)  # node id paths ("tests/test_a.py")
+    decisions: list[impact.Decision] = field(default_factory=list)
+    reason: str = ""  # why nothing is skipped, when that is so
+
+
+def module_digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except OSError:
+        return None
+
+
+def plan(
+    index: Mapping[str, Any],
+    modules: Mapping[str, Any],
+    records: Mapping[str, impact.TestRecord | None],
+    imp: impact.Impact,
+    *,
+    root: Path,
+    digest_of: Callable[[str], str],
+    changed_files: Iterable[str] = (),
+) -> Prefilter:
+    """The files of `index` whose every test is unaffected (see the module docstring).
+
+    `digest_of(file)` is the current digest of a test file and its conftests, as the
+    records' `file_digest`; `modules` maps rootdir-relative helper modules to digests.
+    """
+    for rel, digest in modules.items():
+        if module_digest(root / rel) != digest:
+            return Prefilter(reason=f"{rel} changed")
+    changed = list(changed_files)
+    out = Prefilter()
+    for file, entry in index.items():
+        if not isinstance(entry, Mapping):
+            continue
+        nodeids = entry.get("nodeids")
+        if not isinstance(nodeids, list) or not all(isinstance(n, str) for n in nodeids):
+            continue
+        current = digest_of(file)
+        if current != entry.get("digest"):
+            continue
+        decisions = impact.select(
+            records,
+            nodeids,
+            imp,
+            current_file_digests=dict.fromkeys(nodeids, current),
+            changed_files=changed,
+        )
+        if any(d.run for d in decisions):
+            continue
+        out.skip.add(file)
+        out.decisions.extend(decisions)
+    return out
+
+
+def merge(
+    old_index: Mapping[str, Any],
+    old_modules: Mapping[str, Any],
+    collected: Mapping[str, tuple[str, list[str]]],
+    failed: Iterable[str],
+    modules: Mapping[str, str],
+    *,
+    complete: bool,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The index after a session: files collected whole replace their entries, files
+    that failed or were skipped at collection leave it; helper modules are replaced when
+    the session collected every file (`complete`), else added to."""
+    index = {k: v for k, v in old_index.items() if isinstance(v, Mapping)}
+    for file in failed:
+        index.pop(file, None)
+    for file, (digest, nodeids) in collected.items():
+        index[file] = {"digest": digest, "nodeids": nodeids}
+    merged = (
+        dict(modules)
+        if complete
+        else {**{str(k): str(v) for k, v in old_modules.items()}, **modules}
+    )
+    return index, merged
+
+
+def project_modules(loaded: Iterable[Any], root: Path, exclude: set[str]) -> dict[str, str]:
+    """rootdir-relative path -> digest of the project's own Python modules in `loaded`
+    (module objects), without test files of the index (`exclude`), conftests, and
+    anything under a hidden folder or `site-packages` (a virtualenv in the project)."""
+    out: dict[str, str] = {}
+    prefixes = tuple({f"{root}/", f"{root.resolve()}/"})
+    for module in loaded:
+        file = getattr(module, "__file__", None)
+        # A prefix test first: a session has thousands of modules, few of them ours.
+        if not isinstance(file, str) or not file.endswith(".py") or not file.startswith(prefixes):
+            continue
+        try:
+            rel = PurePosixPath(Path(file).resolve().relative_to(root.resolve()).as_posix())
+        except ValueError:
+            continue
+        if rel.name == "conftest.py" or str(rel) in exclude:
+            continue
+        if any(p.startswith(".") or p in ("site-packages", "__pycache__") for p in rel.parts):
+            continue
+        digest = module_digest(root / rel)
+        if digest is not None:
+            out[str(rel)] = digest
+    return out
