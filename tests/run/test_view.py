@@ -774,3 +774,69 @@ def test_waiting_on_a_view_does_not_read_the_whole_object() -> None:
     found = eventually(lambda: rendered.get("Deployment", "web"), timeout=0)
     assert isinstance(found, ObjectView)
     assert r.stop().objects == {"apps/Deployment/shop/web": []}
+
+
+def _crd(kind: str, group: str) -> Obj:
+    plural = kind.lower() + "s"
+    return {
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+class _CountingKube(Kube):
+    def __init__(self, api_client: Any) -> None:
+        super().__init__(api_client)
+        self.paths: list[str] = []
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        self.paths.append(path)
+        return super().request(method, path, **kwargs)
+
+
+def test_a_discovery_cache_file_serves_a_later_process_until_a_kind_is_gone(
+    api: Any, recorder: Recorder, namespace: str, tmp_path: Any
+) -> None:
+    from kubernetes import client
+
+    crds = client.ApiextensionsV1Api(api)
+    for kind in ("Gadget", "Gizmo"):
+        crds.create_custom_resource_definition(_crd(kind, "cache.example.org"))
+    cache = tmp_path / "discovery.json"
+
+    def view() -> tuple[Cluster, _CountingKube]:
+        kube = _CountingKube(api)
+        return Cluster(kube, recorder, namespace=namespace, discovery_cache=cache), kube
+
+    first, first_kube = view()
+    eventually(lambda: first.resource("Gizmo").plural == "gizmos", retry_on=(LookupError,))
+    assert cache.exists()
+    served = len(first_kube.paths)
+    # A later process: /api, /apis and the found kind's group version, not a sweep.
+    later, later_kube = view()
+    assert later.resource("gadget").kind == "Gadget"
+    assert len(later_kube.paths) == 3 < served, later_kube.paths
+    assert later_kube.paths[-1] == "/apis/cache.example.org/v1"
+    # A kind deleted from a group that stays served: the cached name is not trusted.
+    crds.delete_custom_resource_definition("gizmos.cache.example.org")
+    eventually(lambda: "Gizmo" not in Kube(api).resources("cache.example.org/v1"))
+    stale, _ = view()
+    with pytest.raises(LookupError, match="no kind named 'Gizmo'"):
+        stale.resource("Gizmo")
