@@ -168,10 +168,18 @@ def test_updates_and_deletes_through_one_version_show_in_the_other(
     events_api = client.EventsV1Api(api_client)
     _post(kubectl, _events_v1("e1", namespace, "web-2"))
 
-    events_api.patch_namespaced_event("e1", namespace, {"note": "pulled", "deprecatedCount": 2})
-    core = core_api.read_namespaced_event("e1", namespace)
-    assert core.message == "pulled"
-    assert core.count == 2
+    # Through events.k8s.io an Event's series may change, its note may not (validated in
+    # the stored core shape, so the error names `message`, as kube-apiserver's does).
+    series = {"count": 2, "lastObservedTime": MICRO}
+    events_api.patch_namespaced_event("e1", namespace, {"series": series})
+    core = core_api.read_namespaced_event("e1", namespace, _preload_content=False)
+    assert json.loads(core.data)["series"] == series
+    with pytest.raises(client.ApiException) as refused:
+        events_api.patch_namespaced_event("e1", namespace, {"note": "pulled"})
+    assert refused.value.status == 422
+    assert json.loads(refused.value.body)["message"] == (
+        'Event.events.k8s.io "e1" is invalid: message: Invalid value: "pulled": field is immutable'
+    )
 
     core_api.patch_namespaced_event("e1", namespace, {"message": "started", "type": "Warning"})
     ev = events_api.read_namespaced_event("e1", namespace)
@@ -183,6 +191,34 @@ def test_updates_and_deletes_through_one_version_show_in_the_other(
     assert err.value.status == 404
     assert json.loads(err.value.body)["message"] == 'events.events.k8s.io "e1" not found'
     assert events_api.list_namespaced_event(namespace).items == []
+
+
+def test_each_api_validates_events_as_kube_apiserver(kubectl: Run, namespace: str) -> None:
+    # events.k8s.io/v1 is strict: an event time, no deprecated fields, a known type.
+    bad = _events_v1("strict", namespace, "web-9", deprecatedCount=3, type="Info")
+    del bad["eventTime"]
+    proc = kubectl("create", "-f", "-", input=json.dumps(bad), check=False)
+    assert proc.returncode != 0
+    assert (
+        'The Event "strict" is invalid: \n* eventTime: Required value\n'
+        '* type: Invalid value: "": has invalid value: Info\n'
+        '* count: Invalid value: "": needs to be unset\n'
+    ) in proc.stderr
+
+    # Core v1 is lax, but an Event with an event time needs its reporting fields there too.
+    lax = _core("lax", namespace, "web-9", eventTime=MICRO, reportingComponent="")
+    del lax["reportingInstance"]
+    proc = kubectl("create", "-f", "-", input=json.dumps(lax), check=False)
+    assert proc.returncode != 0
+    assert 'The Event "lax" is invalid: \n* reportingController: Required value\n' in proc.stderr
+    assert "* reportingInstance: Required value\n* action: Required value\n" in proc.stderr
+    old_style = _core("old-style", namespace, "web-9")
+    old_style["involvedObject"]["namespace"] = "elsewhere"
+    proc = kubectl("create", "-f", "-", input=json.dumps(old_style), check=False)
+    assert (
+        'involvedObject.namespace: Invalid value: "elsewhere": does not match event.namespace'
+        in proc.stderr
+    )
 
 
 def _watch(api_client: Any, group: str, namespace: str) -> Iterator[tuple[str, dict[str, Any]]]:

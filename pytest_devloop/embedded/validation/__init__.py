@@ -146,7 +146,7 @@ class Validation:
     def validate(self, rt: ResourceType, obj: Obj, old: Obj | None) -> None:
         """The kind's semantic rules, immutable fields on update, and the size limit."""
         name = str((obj.get("metadata") or {}).get("name", ""))
-        errs = rules.validate_object(rt.key, rt.builtin, obj)
+        errs = rules.validate_object(rt.key, rt.builtin, obj, creating=old is None)
         if old is not None:
             errs += rules.validate_update(rt.key, rt.builtin, old, obj)
         if errs:

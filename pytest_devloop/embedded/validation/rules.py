@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from pytest_devloop.embedded.validation import events
 from pytest_devloop.k8s import validation as v
 from pytest_devloop.k8s.validation import FieldError
 
@@ -770,12 +771,20 @@ RULES: dict[str, Rule] = {
     "configmaps": _configmap,
     "secrets": _secret,
     "persistentvolumeclaims": _pvc,
+    "events": events.core_create,
+    "events.k8s.io/events": events.events_create,
 }
 
 
-def validate_object(key: str, builtin: bool, obj: Obj) -> list[FieldError]:
+# Kinds whose update validation replaces (rather than adds to) their create rules.
+_CREATE_ONLY = frozenset({"events", "events.k8s.io/events"})
+
+
+def validate_object(
+    key: str, builtin: bool, obj: Obj, *, creating: bool = True
+) -> list[FieldError]:
     errs = validate_metadata(key, builtin, obj)
-    rule = RULES.get(key) if builtin else None
+    rule = RULES.get(key) if builtin and (creating or key not in _CREATE_ONLY) else None
     if rule is not None:
         errs += rule(obj)
     return errs
@@ -964,6 +973,8 @@ UPDATE_RULES: dict[str, UpdateRule] = {
     "rbac.authorization.k8s.io/clusterrolebindings": _binding_update,
     "persistentvolumeclaims": _pvc_update,
     "pods": _pod_update,
+    "events": events.core_update,
+    "events.k8s.io/events": events.events_update,
 }
 
 
