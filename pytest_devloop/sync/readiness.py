@@ -6,10 +6,14 @@ Owns three things:
   returns it), in the spirit of kstatus (Helm 4 `--wait`) and `kubectl rollout status`.
   It returns a `Readiness` with a one-line reason; `failed` marks a terminal failure that
   no amount of waiting fixes, so a waiter can give up early.
-- `Waiter`: polls the touched objects through the dynamic client until all are ready,
-  one has failed, or the timeout passes. Only objects that are still not ready are read
-  again; the poll interval starts short (embedded pods are Ready in tens of ms) and grows
-  to one second (a real cluster's pods take seconds, and a slower poll spares its API).
+- `Waiter`: waits on the touched objects through the dynamic client until all are
+  ready, one has failed, or the timeout passes. It lists the objects of one collection
+  (kind and namespace; by name when there is one) and watches that collection from the
+  list's resourceVersion, as `kubectl rollout status` does: it wakes on the status write
+  that makes an object ready, not at the next poll, and a wait costs two requests per
+  collection however long it lasts. A watch the server refuses (or a client without
+  one) falls back to polling only the objects still not ready, at an interval that
+  starts short (embedded pods are Ready in tens of ms) and grows to one second.
 - `describe`: the diagnostic lines for one object (reason, conditions, the states of the
   pods its selector picks, its last Events), for `WaitTimeout` and test-failure reports.
 
@@ -29,8 +33,9 @@ Secrets are never read here: they have no readiness rule, so neither the waiter 
 from __future__ import annotations
 
 import json
+import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -523,6 +528,89 @@ class LiveObjects:
         items = json.loads(response.data).get("items") or []
         return [i for i in items if isinstance(i, dict)]
 
+    def list_named(self, group: Collection) -> tuple[dict[str, Obj], str]:
+        """The live objects of `group` by name (absent ones left out), and the list's
+        resourceVersion, the point a watch of the same collection starts from."""
+        resource = self._resource(group.api_version, group.kind)
+        self.requests += 1
+        response = resource.get(
+            namespace=group.namespace if resource.namespaced else None,
+            field_selector=group.field_selector(),
+            serialize=False,
+        )
+        body = json.loads(response.data)
+        found: dict[str, Obj] = {}
+        for item in body.get("items") or []:
+            if isinstance(item, dict) and _meta(item).get("name") in group.names:
+                found[str(_meta(item)["name"])] = self._typed(group, item)
+        return found, str(_meta(body).get("resourceVersion") or "")
+
+    @staticmethod
+    def _typed(group: Collection, item: Obj) -> Obj:
+        # The items of a list carry no kind and apiVersion; the rules need both.
+        item.setdefault("apiVersion", group.api_version)
+        item.setdefault("kind", group.kind)
+        return item
+
+    def watch(
+        self, group: Collection, resource_version: str, timeout: float
+    ) -> Generator[Obj, None, None]:
+        """The watch events of `group`'s collection after `resource_version`, until
+        `timeout` seconds pass without an event or the server ends the stream.
+
+        The server's `timeoutSeconds` is whole seconds, rounded down so the stream never
+        outlives the wait by more than the fraction; the read timeout ends a silent stream
+        at `timeout`. A stream cut short ends the generator like a finished one: the
+        caller watches again from the last version it saw. Closing the generator closes
+        the connection.
+        """
+        from kubernetes.watch.watch import iter_resp_lines
+        from urllib3.exceptions import ProtocolError, ReadTimeoutError
+
+        resource = self._resource(group.api_version, group.kind)
+        self.requests += 1
+        response = None
+        try:
+            response = resource.get(
+                namespace=group.namespace if resource.namespaced else None,
+                field_selector=group.field_selector(),
+                resource_version=resource_version,
+                watch=True,
+                allow_watch_bookmarks=True,
+                timeout_seconds=max(1, math.floor(timeout)),
+                serialize=False,
+                _request_timeout=(10, max(timeout, 0.001)),
+            )
+            for line in iter_resp_lines(response):
+                if not line:
+                    continue
+                event = json.loads(line)
+                if isinstance(event, dict):
+                    obj = event.get("object")
+                    if isinstance(obj, dict) and event.get("type") != "ERROR":
+                        self._typed(group, obj)
+                    yield event
+        except (ReadTimeoutError, ProtocolError):
+            return
+        finally:
+            if response is not None:
+                response.close()
+                response.release_conn()
+
+
+@dataclass(frozen=True)
+class Collection:
+    """The objects a waiter reads together: one kind, one namespace, some names."""
+
+    api_version: str
+    kind: str
+    namespace: str | None
+    names: frozenset[str]
+
+    def field_selector(self) -> str | None:
+        # One name: the server sends nothing else. Several: the whole collection.
+        return f"metadata.name={next(iter(self.names))}" if len(self.names) == 1 else None
+
 
 def _live_objects(api_client: Any) -> LiveObjects:
     return api_client if isinstance(api_client, LiveObjects) else LiveObjects(api_client)
@@ -579,11 +667,57 @@ class WaitFailed(WaitTimeout):
     """An object reached a terminal failure (a failed Job, a progress deadline) early."""
 
 
-class Waiter:
-    """Polls applied objects until all are ready, one has failed, or `timeout` passes.
+_NOT_FOUND = Readiness(False, "not found")
 
-    `api_client` is a `kubernetes.client.ApiClient` (or a `DynamicClient`). `clock` and
-    `sleep` are injectable so the timeout logic is testable without real sleeps.
+
+class _WatchRefused(Exception):
+    """The server ended a watch with an error other than an expired version."""
+
+
+def _not_served(obj: Obj) -> Readiness:
+    return Readiness(False, f"{obj.get('apiVersion')} {obj.get('kind')} is not served", failed=True)
+
+
+def _read_failed(e: Any) -> Readiness:
+    # No wait fixes missing permissions; anything else (429, 5xx) may pass.
+    return Readiness(False, f"GET failed: {e.status} {e.reason}", failed=e.status in (401, 403))
+
+
+class _Progress:
+    """Tells the waiter's progress line, only when it changed."""
+
+    def __init__(
+        self,
+        order: list[str],
+        by_ref: dict[str, Obj],
+        pending: dict[str, Obj],
+        tell: Callable[[str], None],
+    ) -> None:
+        self.order, self.pending, self._tell = order, pending, tell
+        self.waited = sum(1 for ref in order if needs_wait(by_ref[ref]))
+        self._said = ""
+
+    def tell(self) -> None:
+        if not self.pending:
+            return
+        names = [short_ref(ref) for ref in self.order if ref in self.pending]
+        text = (
+            f"workloads ready {self.waited - len(self.pending)}/{self.waited}, waiting for "
+            + ", ".join(names[:4])
+            + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        )
+        if text != self._said:
+            self._said = text
+            self._tell(text)
+
+
+class Waiter:
+    """Waits on applied objects until all are ready, one has failed, or `timeout` passes.
+
+    `api_client` is a `kubernetes.client.ApiClient` (or a `DynamicClient`). With `watch`
+    (the default unless a `clock` is injected) it lists and then watches each
+    collection; without it, or when the server refuses a watch, it polls. `clock` and
+    `sleep` are injectable so the poll's timeout logic is testable without real sleeps.
 
     A plain loop rather than tenacity: tenacity measures its own delay with
     `time.monotonic()`, which would ignore the injected clock.
@@ -599,6 +733,7 @@ class Waiter:
         default_namespace: str = "default",
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        watch: bool | None = None,
     ) -> None:
         self._api_client = api_client
         self._live: LiveObjects | None = None
@@ -608,7 +743,9 @@ class Waiter:
         self.default_namespace = default_namespace
         self.clock = clock
         self.sleep = sleep
-        # Told after each round: `workloads ready 3/5, waiting for Deployment/web, ...`.
+        # A watch waits in real time: with an injected clock, only the poll is testable.
+        self.watch = clock is time.monotonic if watch is None else watch
+        # Told when the picture changes: `workloads ready 3/5, waiting for Deployment/web, ...`.
         self.progress: Callable[[str], None] = lambda text: None
 
     @property
@@ -627,14 +764,9 @@ class Waiter:
         try:
             live = self.live.get(obj)
         except ResourceNotFoundError:
-            return Readiness(
-                False, f"{obj.get('apiVersion')} {obj.get('kind')} is not served", failed=True
-            )
+            return _not_served(obj)
         except ApiException as e:
-            # No wait fixes missing permissions; anything else (429, 5xx) may pass.
-            return Readiness(
-                False, f"GET failed: {e.status} {e.reason}", failed=e.status in (401, 403)
-            )
+            return _read_failed(e)
         if live is None:
             return Readiness(False, "not found")
         return assess(live)
@@ -642,8 +774,8 @@ class Waiter:
     def wait(self, objects: Iterable[Obj]) -> WaitResult:
         """Wait for the applied `objects` (apiVersion, kind, metadata name/namespace).
 
-        Kinds without a readiness rule count as ready without a request; each round
-        re-reads only the objects still not ready.
+        Kinds without a readiness rule count as ready without a request; only objects
+        still not ready are read again (a watch event, or the next poll).
         """
         start = self.clock()
         deadline = start + self.timeout
@@ -651,7 +783,6 @@ class Waiter:
         order: list[str] = []
         by_ref: dict[str, Obj] = {}
         pending: dict[str, Obj] = {}
-        last: dict[str, Readiness] = {}
         for obj in objects:
             ref = object_ref(obj)
             if ref in by_ref:
@@ -660,41 +791,177 @@ class Waiter:
             by_ref[ref] = obj
             if needs_wait(obj):
                 pending[ref] = obj
-        interval = self.poll
-        timed_out = False
-        while True:
-            for ref, obj in list(pending.items()):
-                readiness = self.check(obj)
-                if readiness.ready:
-                    del pending[ref]
-                    last.pop(ref, None)
-                else:
-                    last[ref] = readiness
-            if not pending or any(r.failed for r in last.values()):
-                break
-            waited = sum(1 for ref in order if needs_wait(by_ref[ref]))
-            names = [short_ref(ref) for ref in order if ref in pending]
-            self.progress(
-                f"workloads ready {waited - len(pending)}/{waited}, waiting for "
-                + ", ".join(names[:4])
-                + (f" and {len(names) - 4} more" if len(names) > 4 else "")
-            )
-            now = self.clock()
-            if now >= deadline:
-                timed_out = True
-                break
-            # Never sleep past the deadline: the last look happens at the deadline.
-            self.sleep(min(interval, deadline - now))
-            interval = min(interval * _BACKOFF, self.max_poll)
+        progress = _Progress(order, by_ref, pending, self.progress)
+        last: dict[str, Readiness] = {}
+        if pending and (not self.watch or self._watch(pending, last, deadline, progress)):
+            self._poll(pending, last, deadline, progress)
+        failed = any(r.failed for ref, r in last.items() if ref in pending)
         requests = (self._live.requests if self._live is not None else 0) - requests_before
         return WaitResult(
             ready=[ref for ref in order if ref not in pending],
             not_ready=[(ref, last[ref]) for ref in order if ref in pending],
             elapsed=self.clock() - start,
-            timed_out=timed_out,
+            timed_out=bool(pending) and not failed,
             requests=requests,
             objects=by_ref,
         )
+
+    @staticmethod
+    def _settle(
+        ref: str, readiness: Readiness, pending: dict[str, Obj], last: dict[str, Readiness]
+    ) -> None:
+        if readiness.ready:
+            pending.pop(ref, None)
+            last.pop(ref, None)
+        else:
+            last[ref] = readiness
+
+    def _poll(
+        self,
+        pending: dict[str, Obj],
+        last: dict[str, Readiness],
+        deadline: float,
+        progress: _Progress,
+    ) -> None:
+        interval = self.poll
+        while True:
+            for ref, obj in list(pending.items()):
+                self._settle(ref, self.check(obj), pending, last)
+            if not pending or any(r.failed for r in last.values()):
+                return
+            progress.tell()
+            now = self.clock()
+            if now >= deadline:
+                return
+            # Never sleep past the deadline: the last look happens at the deadline.
+            self.sleep(min(interval, deadline - now))
+            interval = min(interval * _BACKOFF, self.max_poll)
+
+    def _collections(self, pending: dict[str, Obj]) -> dict[Collection, dict[str, str]]:
+        """The pending objects by collection: collection -> name -> ref."""
+        grouped: dict[tuple[str, str, str], dict[str, str]] = {}
+        for ref, obj in pending.items():
+            m = _meta(obj)
+            key = (
+                str(obj.get("apiVersion")),
+                str(obj.get("kind")),
+                str(m.get("namespace") or self.default_namespace),
+            )
+            grouped.setdefault(key, {})[str(m.get("name"))] = ref
+        return {
+            Collection(api_version, kind, namespace, frozenset(names)): names
+            for (api_version, kind, namespace), names in grouped.items()
+        }
+
+    def _list(
+        self,
+        group: Collection,
+        refs: dict[str, str],
+        pending: dict[str, Obj],
+        last: dict[str, Readiness],
+    ) -> str:
+        """List `group`, assess each of its objects; the list's resourceVersion."""
+        live, version = self.live.list_named(group)
+        for name, ref in refs.items():
+            if ref in pending:
+                found = live.get(name)
+                self._settle(ref, assess(found) if found else _NOT_FOUND, pending, last)
+        return version
+
+    def _watch(
+        self,
+        pending: dict[str, Obj],
+        last: dict[str, Readiness],
+        deadline: float,
+        progress: _Progress,
+    ) -> bool:
+        """Wait by list and watch; True when the poll must take over (a watch refused)."""
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+        groups = self._collections(pending)
+        versions: dict[Collection, str] = {}
+        try:
+            for group, refs in groups.items():
+                try:
+                    versions[group] = self._list(group, refs, pending, last)
+                except ResourceNotFoundError:
+                    for ref in refs.values():
+                        last[ref] = _not_served(pending[ref])
+            if any(r.failed for r in last.values()):
+                return False
+            progress.tell()
+            # One collection after the other: all must be ready, so the wait ends with
+            # the slowest one whatever the order, and no thread is needed.
+            for group, refs in groups.items():
+                if group in versions and not self._watch_one(
+                    group, refs, versions[group], pending, last, deadline, progress
+                ):
+                    return False
+        except (ApiException, OSError, ValueError, _WatchRefused):
+            # A list or watch the server refuses (403, 405), or a broken stream: the
+            # poll reports the objects still pending with their own errors.
+            return True
+        return False
+
+    def _watch_one(
+        self,
+        group: Collection,
+        refs: dict[str, str],
+        version: str,
+        pending: dict[str, Obj],
+        last: dict[str, Readiness],
+        deadline: float,
+        progress: _Progress,
+    ) -> bool:
+        """Watch `group` until its objects are ready; False once one failed or time is up."""
+        from kubernetes.client.exceptions import ApiException
+
+        quiet = 0  # streams in a row that ended at once with nothing in them
+        while any(ref in pending for ref in refs.values()):
+            if any(r.failed for r in last.values()):
+                return False
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                return False
+            names = frozenset(n for n, ref in refs.items() if ref in pending)
+            began, events = self.clock(), 0
+            stream = self.live.watch(
+                Collection(group.api_version, group.kind, group.namespace, names),
+                version,
+                remaining,
+            )
+            try:
+                for event in stream:
+                    events += 1
+                    kind, obj = event.get("type"), event.get("object")
+                    if not isinstance(obj, dict):
+                        continue
+                    if kind == "ERROR":
+                        if obj.get("code") == 410:  # too old a version: list again
+                            version = self._list(group, refs, pending, last)
+                            break
+                        raise _WatchRefused(str(obj.get("message")))
+                    version = str(_meta(obj).get("resourceVersion") or version)
+                    ref = refs.get(str(_meta(obj).get("name")))
+                    if kind != "BOOKMARK" and ref is not None and ref in pending:
+                        gone = kind == "DELETED"
+                        self._settle(ref, _NOT_FOUND if gone else assess(obj), pending, last)
+                        progress.tell()
+                    if not any(r in pending for r in refs.values()) or self.clock() >= deadline:
+                        break
+                    if any(r.failed for r in last.values()):
+                        return False
+            except ApiException as e:
+                if e.status != 410:
+                    raise
+                version = self._list(group, refs, pending, last)
+            finally:
+                stream.close()  # the connection, when the wait ends before the stream
+            quiet = quiet + 1 if events == 0 and self.clock() - began < 0.5 else 0
+            if quiet >= 3:
+                raise _WatchRefused("watch streams end at once")
+        return True
 
     def wait_or_raise(self, objects: Iterable[Obj]) -> WaitResult:
         """`wait`, raising `WaitFailed`/`WaitTimeout` with `describe` lines when not ok."""
