@@ -241,6 +241,17 @@ def _v2_structural(node: Any) -> Any:
         if extra.get("nullable"):
             out.pop("required", None)
         out["additionalProperties"] = _v2_structural(extra)
+    if out.get("x-kubernetes-embedded-resource") and not out.get(
+        "x-kubernetes-preserve-unknown-fields"
+    ):
+        # An embedded object is a Kubernetes object: its type and object metadata are
+        # fields of it (and required), as kube-apiserver adds them.
+        fields = out.setdefault("properties", {})
+        fields["apiVersion"] = {"type": "string"}
+        fields["kind"] = {"type": "string"}
+        fields["metadata"] = {"$ref": "#/definitions/" + _OBJECT_META}
+        required = out.setdefault("required", [])
+        required += [r for r in ("kind", "apiVersion") if r not in required]
     return out
 
 

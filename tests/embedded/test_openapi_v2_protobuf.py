@@ -74,6 +74,11 @@ spec:
               port: {x-kubernetes-int-or-string: true, anyOf: [{type: integer}, {type: string}]}
               extra: {type: object, x-kubernetes-preserve-unknown-fields: true}
               note: {type: string, nullable: true}
+              template:
+                type: object
+                x-kubernetes-embedded-resource: true
+                properties:
+                  spec: {type: object, properties: {size: {type: integer}}}
 """
 UNKNOWN = (
     "error validating data: ValidationError(Deployment.spec.template.spec.containers[0]): "
@@ -221,12 +226,14 @@ def test_custom_resources_in_a_list_are_checked_against_their_crd_schema(
         "com.example.v2proto.v1.Gateway.spec" in proc.stderr
     )
 
-    # int-or-string, preserved unknown fields and nullable fields are not checked by v2.
+    # int-or-string, preserved unknown fields and nullable fields are not checked by v2;
+    # an embedded resource has its apiVersion, kind and metadata.
     good = tmp_path / "good.yaml"
     good.write_text(
         _list(
             "- apiVersion: v2proto.example.com/v1\n  kind: Gateway\n  metadata: {name: g2}\n"
-            "  spec: {host: a.invalid, port: http, extra: {any: {thing: 1}}, note: null}\n"
+            "  spec: {host: a.invalid, port: http, extra: {any: {thing: 1}}, note: null,\n"
+            "    template: {apiVersion: v1, kind: Thing, metadata: {name: t}, spec: {size: 1}}}\n"
         )
     )
     assert (
