@@ -162,7 +162,9 @@ def namespace(api_client: Any) -> str:
 
 def apply(api_client: Any, obj: Obj) -> None:
     # The client the waiter uses, built once: discovery is not what the tests count.
-    resource = _dynamic_client(api_client).resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+    resource = _dynamic_client(api_client).resources.get(
+        api_version=obj["apiVersion"], kind=obj["kind"]
+    )
     resource.server_side_apply(
         body=obj,
         name=obj["metadata"]["name"],
