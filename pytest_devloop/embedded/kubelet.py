@@ -20,6 +20,10 @@ Annotations on a pod (or its template) choose a path:
                                         (also any image whose name contains devloop-fail-pull)
   devloop.dev/fail: "true"              a run-to-completion pod ends Failed
   devloop.dev/duration: "2"             seconds a run-to-completion pod runs (default job_duration)
+
+With `SimulationConfig.readiness_probe_delays`, a pod on the ready path is Running but
+not Ready until the largest `readinessProbe.initialDelaySeconds` of its containers has
+passed since its start.
 """
 
 from __future__ import annotations
@@ -96,6 +100,17 @@ def _behaviour(pod: Obj) -> str:
     if ann.get(ANN_NEVER_READY) == "true":
         return "never-ready"
     return "ready"
+
+
+def _readiness_probe_delay(pod: Obj) -> float:
+    """Seconds after the start before every container's first readiness probe."""
+    delays = [0.0]
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        probe = c.get("readinessProbe") if isinstance(c, dict) else None
+        value = probe.get("initialDelaySeconds") if isinstance(probe, dict) else None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            delays.append(float(value))
+    return max(delays)
 
 
 def _backoff_instant(base: float, k: int) -> float:
@@ -468,6 +483,11 @@ class Kubelet(Controller):
             if since_start < duration:
                 return ("running", True), duration - since_start
             return ("done", "Failed" if behaviour == "fail" else "Succeeded"), None
+        if behaviour == "ready" and cfg.readiness_probe_delays:
+            probing = _readiness_probe_delay(pod)
+            if since_start < probing:
+                # Started, first readiness probe not due yet: Running, not Ready.
+                return ("running", False, "probe"), probing - since_start
         return ("running", behaviour == "ready"), None
 
     def _run(self, pod: Obj, node: Obj) -> None:
@@ -822,7 +842,10 @@ class Kubelet(Controller):
                 log(f"{cname} listening on :{port}")
                 if kind == "running" and stage[1]:
                     log(f"{cname} ready")
-        if kind == "running" and not stage[1]:
+        if stage == ("running", True) and previous == ("running", False, "probe"):
+            for c in containers:
+                log(f"{c.get('name')} ready")
+        if stage == ("running", False):
             event("Unhealthy", f"Readiness probe failed: {ANN_NEVER_READY} is set", warning=True)
             log("readiness check failing (devloop.dev/never-ready)")
         elif kind == "crash":

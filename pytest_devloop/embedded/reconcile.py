@@ -61,6 +61,10 @@ class SimulationConfig:
     seed: int | None = None
     # Ready pods answer HTTP on podIP:containerPort (`/metrics`, probes): see podnet.py.
     pod_network: bool = True
+    # A container's readinessProbe.initialDelaySeconds holds its pod's Ready condition
+    # back (Running, not Ready) for that long after the start, as a kubelet's first
+    # probe does. Off by default: charts ask for seconds that a fast loop does not want.
+    readiness_probe_delays: bool = False
 
 
 class Key(NamedTuple):

@@ -636,6 +636,60 @@ def test_never_ready_crash_loop_and_image_pull_failures(sim: Sim) -> None:
     assert sim.events("Unhealthy")
 
 
+def probed_pod(name: str, initial_delay: int) -> Obj:
+    pod = bare_pod(name)
+    pod["spec"]["containers"][0]["readinessProbe"] = {
+        "httpGet": {"path": "/healthz", "port": 8080},
+        "initialDelaySeconds": initial_delay,
+    }
+    return pod
+
+
+def test_readiness_probe_initial_delay_holds_ready_back_when_simulated() -> None:
+    faithful = Sim(readiness_probe_delays=True)
+    faithful.create("", "pods", probed_pod("web", 2))
+    faithful.settle(1.9)  # started after pod_ready_delay (0.05 s), probed from 2.05 s
+    web = faithful.get("", "pods", "web")
+    assert web["status"]["phase"] == "Running"
+    assert cond(web, "Ready")["status"] == "False"
+    cs = web["status"]["containerStatuses"][0]
+    assert cs["started"] is True and cs["ready"] is False and "running" in cs["state"]
+    assert not faithful.events("Unhealthy")  # not probed yet is no failed probe
+    faithful.settle(0.2)
+    web = faithful.get("", "pods", "web")
+    assert cond(web, "Ready")["status"] == "True"
+    assert cond(web, "ContainersReady")["status"] == "True"
+    assert web["status"]["containerStatuses"][0]["ready"] is True
+    assert any("app ready" in line for line in faithful.store.logs("default", "web"))
+
+    # A Deployment's rollout waits for it too.
+    d = deployment("api", replicas=2)
+    d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] = {
+        "tcpSocket": {"port": 8080},
+        "initialDelaySeconds": 3,
+    }
+    faithful.create("apps", "deployments", d)
+    faithful.settle(2)
+    assert not rollout_complete(faithful.get("apps", "deployments", "api"))
+    faithful.settle(2)
+    assert rollout_complete(faithful.get("apps", "deployments", "api"))
+
+    # By default the probe's delay is not simulated: pod_ready_delay alone counts.
+    fast = Sim()
+    fast.create("", "pods", probed_pod("web", 2))
+    fast.settle(0.1)
+    assert cond(fast.get("", "pods", "web"), "Ready")["status"] == "True"
+
+
+def test_configured_pod_ready_delay_applies() -> None:
+    slow = Sim(pod_ready_delay=0.5)
+    slow.create("", "pods", bare_pod("web"))
+    slow.settle(0.4)
+    assert slow.get("", "pods", "web")["status"]["phase"] == "Pending"
+    slow.settle(0.2)
+    assert cond(slow.get("", "pods", "web"), "Ready")["status"] == "True"
+
+
 def test_pods_that_run_to_completion_succeed_or_fail(sim: Sim) -> None:
     sim.create("", "pods", bare_pod("ok", restartPolicy="Never"))
     sim.create("", "pods", bare_pod("bad", {"devloop.dev/fail": "true"}, restartPolicy="OnFailure"))
