@@ -17,7 +17,7 @@ import re
 import secrets
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -69,6 +69,14 @@ class SyncSummary:
         return cls(**data)
 
 
+def _stat_of(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 @dataclass
 class _SelectionInputs:
     on: bool
@@ -77,7 +85,38 @@ class _SelectionInputs:
     warning: str | None = None
     change_set: Any = None  # selection.changes.ChangeSet
     impact: Any = None  # selection.impact.Impact; None when off or uncertain
-    typed: dict[str, Any] = field(default_factory=dict)  # nodeid -> TestRecord | None
+    typed: Mapping[str, Any] = field(default_factory=dict)  # nodeid -> TestRecord | None
+
+
+class _LazyRecords(Mapping[str, Any]):
+    """nodeid -> TestRecord (None when unreadable: the test runs), parsed when first
+    asked for: a run whose unaffected files are not collected reads few of them."""
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self._raw = raw
+        self._parsed: dict[str, Any] = {}
+
+    def __getitem__(self, nodeid: str) -> Any:
+        if nodeid in self._parsed:
+            return self._parsed[nodeid]
+        from pytest_devloop.selection import impact
+
+        raw = self._raw[nodeid]
+        try:
+            rec: Any = impact.TestRecord.from_json(raw, nodeid)
+        except impact.RecordError:
+            rec = None
+        self._parsed[nodeid] = rec
+        return rec
+
+    def __contains__(self, nodeid: object) -> bool:
+        return nodeid in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
 
 
 class TestRun:
@@ -112,6 +151,7 @@ class TestRun:
         self.impact: Any = None  # selection.impact.Impact of this run's selection
         # Read once per session (selection, the uncollected files, the final merge).
         self._records_file: tuple[Path, dict[str, Any] | None, str | None] | None = None
+        self._records_stat: tuple[int, int, int] | None = None
         self._selection: Any = None  # _SelectionInputs, computed once
         self.prefilter: Any = None  # selection.prefilter.Prefilter: files left uncollected
         self.not_collected = 0  # tests of those files (deselected without being collected)
@@ -391,8 +431,12 @@ class TestRun:
         data: dict[str, Any] | None
         warning = None
         try:
-            loaded = json.loads(path.read_text())
+            with path.open("rb") as f:
+                st = os.fstat(f.fileno())
+                self._records_stat = (st.st_ino, st.st_size, st.st_mtime_ns)
+                loaded = json.loads(f.read())
         except FileNotFoundError:
+            self._records_stat = None
             loaded = {"schema": RECORDS_SCHEMA, "tests": {}}
         except (OSError, ValueError) as e:
             loaded = None
@@ -425,47 +469,61 @@ class TestRun:
 
         path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(path) + ".lock", timeout=60):
-            self._records_file = None  # another process may have written since
+            if self._records_file is not None and self._records_stat != _stat_of(path):
+                self._records_file = None  # another process wrote since: read it again
             old, _ = self._read_records()
             tests = dict((old or {}).get("tests") or {})
+            unchanged = old is not None and all(tests.get(k) == v for k, v in merged.items())
             tests.update(merged)
             data: dict[str, Any] = {"schema": RECORDS_SCHEMA, "tests": tests}
-            index = self._index_update(old or {})
+            index = self._index_update(old or {}, merged, tests)
             if index is not None:
                 data[prefilter.INDEX_KEY], data[prefilter.MODULES_KEY] = index
+            for key in (prefilter.INDEX_KEY, prefilter.MODULES_KEY):
+                unchanged = unchanged and data.get(key) == (old or {}).get(key)
+            if unchanged:
+                return  # a cycle that re-ran tests with the same reads writes nothing
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             tmp.write_text(json.dumps(data))
             tmp.replace(path)
             self._records_file = None
 
-    def _index_update(self, old: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]] | None:
-        """The file index after this session (`selection.prefilter`); None: keep none.
+    def _index_update(
+        self, old: dict[str, Any], merged: dict[str, Any], tests: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The file index after this session (`selection.prefilter`).
 
         Only a session that collected whole files in one process knows every node id of
-        a file: not an xdist controller or worker, not a run given test ids."""
+        a file: an xdist run or a run given test ids drops the entries of the files whose
+        tests it recorded, and keeps the others."""
         import sys
 
         from pytest_devloop.selection import prefilter
 
         cfg = self.pytest_config
-        if self.is_worker or cfg.pluginmanager.hasplugin("dsession"):
-            return None
-        if any("::" in str(a) for a in cfg.args):
-            return None
         old_index = old.get(prefilter.INDEX_KEY)
         old_modules = old.get(prefilter.MODULES_KEY)
+        if not isinstance(old_index, dict) or not isinstance(old_modules, dict):
+            old_index, old_modules = {}, {}
+        if (
+            self.is_worker
+            or cfg.pluginmanager.hasplugin("dsession")
+            or any("::" in str(a) for a in cfg.args)
+        ):
+            touched = {n.split("::", 1)[0] for n in merged}
+            return {k: v for k, v in old_index.items() if k not in touched}, old_modules
         root = Path(cfg.rootpath)
-        collected = {
-            file: (self.digest_of_file(file), nodeids)
-            for file, nodeids in self.collected_files.items()
-            if file not in self.collect_skipped
-        }
+        collected = {}
+        for file, nodeids in self.collected_files.items():
+            if file not in self.collect_skipped:
+                digest = self.digest_of_file(file)
+                collected[file] = (digest, nodeids, prefilter.summarize(tests, nodeids, digest))
         skipped = self.prefilter.skip if self.prefilter is not None else set()
-        index_files = set(collected) | set(old_index or {})
+        index_files = set(collected) | set(old_index)
         modules = prefilter.project_modules(list(sys.modules.values()), root, index_files)
         return prefilter.merge(
-            old_index if isinstance(old_index, dict) else {},
-            old_modules if isinstance(old_modules, dict) else {},
+            old_index,
+            old_modules,
             collected,
             self.collect_skipped,
             modules,
@@ -561,11 +619,7 @@ class TestRun:
         out.impact = graph.closure(
             cs.changed, cause=cs.causes, previous=None if drifted else s.previous
         )
-        for nodeid, raw in out.records.items():
-            try:
-                out.typed[nodeid] = impact.TestRecord.from_json(raw, nodeid)
-            except impact.RecordError:
-                out.typed[nodeid] = None  # unreadable: run it
+        out.typed = _LazyRecords(out.records)
         return out
 
     def skip_collecting(self, path: Path) -> bool:

@@ -1238,6 +1238,7 @@ def select(
         str(PurePosixPath(f).parent) for f in changed if PurePosixPath(f).name == "conftest.py"
     }
     out: list[Decision] = []
+    by_path: dict[str, str | None] = {}  # a file's changed-files reason, once per file
     for nodeid in nodeids:
         rec = records.get(nodeid)
         if rec is None:
@@ -1253,7 +1254,7 @@ def select(
             )
             continue
         file_reason = _file_reason(
-            nodeid, rec, file_of, changed, conftest_dirs, current_file_digests
+            nodeid, rec, file_of, changed, conftest_dirs, current_file_digests, by_path
         )
         if file_reason is not None:
             out.append(Decision(nodeid, True, file_reason, "file"))
@@ -1273,19 +1274,51 @@ def _file_reason(
     changed: set[str],
     conftest_dirs: set[str],
     digests: Mapping[str, str],
+    by_path: dict[str, str | None],
 ) -> str | None:
     current = digests.get(nodeid)
     if current is not None and current != rec.file_digest:
         return "its file changed"
     if not changed:
         return None
-    path = PurePosixPath(file_of(nodeid))
+    file = file_of(nodeid)
+    if file not in by_path:
+        by_path[file] = _changed_file_reason(PurePosixPath(file), changed, conftest_dirs)
+    return by_path[file]
+
+
+def _changed_file_reason(
+    path: PurePosixPath, changed: set[str], conftest_dirs: set[str]
+) -> str | None:
     if str(path) in changed:
         return "its file changed"
     for parent in path.parents:
         if str(parent) in conftest_dirs:
             return f"{parent / 'conftest.py'} changed"
     return None
+
+
+class ReadsMatcher:
+    """Whether any of a set of merged reads meets an impact (`selection.prefilter`'s
+    per-file summary): a test is affected when one of its declared dependencies, object
+    reads or list reads is, so a file's tests are all unaffected exactly when none of
+    the distinct reads of all of them is."""
+
+    def __init__(self, impact: Impact) -> None:
+        self._match = _Matcher(impact)
+
+    def affected(
+        self,
+        declared: Iterable[str],
+        objects: Iterable[tuple[str, list[str] | None]],
+        lists: Iterable[ListRead],
+    ) -> bool:
+        m = self._match
+        return (
+            any(m.declared(d) is not None for d in declared)
+            or any(m.read(k, p) is not None for k, p in objects)
+            or any(m.listed(lr) is not None for lr in lists)
+        )
 
 
 def _affected(nodeid: str, rec: TestRecord, match: _Matcher) -> Decision | None:

@@ -21,13 +21,17 @@ is re-collected only when it or a Python module it imports changes.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pytest_devloop.selection import impact
+from pytest_devloop.selection.records import ListRead, RecordError
 
+# Outcomes after which an unaffected test is skipped (impact.select runs the others).
+_SKIPPABLE_OUTCOMES = frozenset({"passed", "skipped", "xfailed", "xpassed"})
 INDEX_KEY = "files"
 MODULES_KEY = "modules"
 
@@ -67,6 +71,11 @@ def plan(
         if module_digest(root / rel) != digest:
             return Prefilter(reason=f"{rel} changed")
     changed = list(changed_files)
+    changed_set = {str(PurePosixPath(f)) for f in changed}
+    conftest_dirs = {
+        str(PurePosixPath(f).parent) for f in changed_set if PurePosixPath(f).name == "conftest.py"
+    }
+    matcher = impact.ReadsMatcher(imp)
     out = Prefilter()
     for file, entry in index.items():
         if not isinstance(entry, Mapping):
@@ -76,6 +85,27 @@ def plan(
             continue
         current = digest_of(file)
         if current != entry.get("digest"):
+            continue
+        if "reads" in entry:
+            # The file's tests' reads, merged when it was last collected (`summarize`):
+            # one check for the file instead of one per test.
+            reads = entry["reads"]
+            if reads is None or not all(n in records for n in nodeids):
+                continue  # one of its tests runs whatever changed
+            if impact._changed_file_reason(PurePosixPath(file), changed_set, conftest_dirs):
+                continue
+            try:
+                hit = matcher.affected(
+                    [str(d) for d in reads["declared"]],
+                    [(str(k), None if p is None else list(p)) for k, p in reads["objects"]],
+                    [ListRead.from_json(lr) for lr in reads["lists"]],
+                )
+            except (KeyError, TypeError, ValueError, RecordError):
+                continue  # unreadable: collect it
+            if hit:
+                continue
+            out.skip.add(file)
+            out.decisions.extend(impact.Decision(n, False, "not affected", "none") for n in nodeids)
             continue
         decisions = impact.select(
             records,
@@ -91,10 +121,41 @@ def plan(
     return out
 
 
+def summarize(
+    records: Mapping[str, Any], nodeids: Iterable[str], digest: str
+) -> dict[str, Any] | None:
+    """The distinct reads of a file's tests (declared dependencies, objects with their
+    paths, lists), from their raw records; None when one of them runs whatever changed
+    (no or an unreadable record, not passed last time, marked always, recorded with
+    another file digest)."""
+    declared: set[str] = set()
+    objects: dict[tuple[str, tuple[str, ...] | None], None] = {}
+    lists: dict[str, Any] = {}
+    for nodeid in nodeids:
+        raw = records.get(nodeid)
+        try:
+            rec = impact.TestRecord.from_json(raw, nodeid)
+        except RecordError:
+            return None
+        if rec.outcome not in _SKIPPABLE_OUTCOMES or rec.always or rec.file_digest != digest:
+            return None
+        declared.update(rec.declared)
+        for key, paths in rec.objects.items():
+            objects[(key, None if paths is None else tuple(paths))] = None
+        for lr in rec.lists:
+            data = lr.to_json()
+            lists[json.dumps(data, sort_keys=True)] = data
+    return {
+        "declared": sorted(declared),
+        "objects": [[k, None if p is None else list(p)] for k, p in objects],
+        "lists": list(lists.values()),
+    }
+
+
 def merge(
     old_index: Mapping[str, Any],
     old_modules: Mapping[str, Any],
-    collected: Mapping[str, tuple[str, list[str]]],
+    collected: Mapping[str, tuple[str, list[str], dict[str, Any] | None]],
     failed: Iterable[str],
     modules: Mapping[str, str],
     *,
@@ -106,8 +167,8 @@ def merge(
     index = {k: v for k, v in old_index.items() if isinstance(v, Mapping)}
     for file in failed:
         index.pop(file, None)
-    for file, (digest, nodeids) in collected.items():
-        index[file] = {"digest": digest, "nodeids": nodeids}
+    for file, (digest, nodeids, reads) in collected.items():
+        index[file] = {"digest": digest, "nodeids": nodeids, "reads": reads}
     merged = (
         dict(modules)
         if complete

@@ -12,6 +12,7 @@ import json
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -194,9 +195,46 @@ def test_plan_skips_nothing_when_a_helper_module_changed_or_is_gone(tmp_path: Pa
 def test_merge_drops_failed_files_and_replaces_modules_only_after_a_complete_run() -> None:
     old = {"a.py": {"digest": "1", "nodeids": ["a.py::t"]}, "b.py": {"digest": "2", "nodeids": []}}
     index, modules = prefilter.merge(
-        old, {"h.py": "9"}, {"c.py": ("3", ["c.py::t"])}, ["b.py"], {"g.py": "8"}, complete=False
+        old,
+        {"h.py": "9"},
+        {"c.py": ("3", ["c.py::t"], None)},
+        ["b.py"],
+        {"g.py": "8"},
+        complete=False,
     )
-    assert index == {"a.py": old["a.py"], "c.py": {"digest": "3", "nodeids": ["c.py::t"]}}
+    assert index == {
+        "a.py": old["a.py"],
+        "c.py": {"digest": "3", "nodeids": ["c.py::t"], "reads": None},
+    }
     assert modules == {"h.py": "9", "g.py": "8"}
     _, modules = prefilter.merge(old, {"h.py": "9"}, {}, [], {"g.py": "8"}, complete=True)
     assert modules == {"g.py": "8"}
+
+
+def test_a_files_merged_reads_decide_for_all_its_tests(tmp_path: Path) -> None:
+    key = "apps/Deployment/ns/web"
+    raw = {
+        "t.py::a": {"objects": {key: ["spec.replicas"]}, "outcome": "passed", "file_digest": "D"},
+        "t.py::b": {"objects": {key: []}, "outcome": "passed", "file_digest": "D"},
+    }
+    reads = prefilter.summarize(raw, list(raw), "D")
+    assert reads is not None
+    assert sorted(map(tuple, reads["objects"])) == [(key, []), (key, ["spec.replicas"])]
+    index = {"t.py": {"digest": "D", "nodeids": list(raw), "reads": reads}}
+    records = {n: impact.TestRecord.from_json(r, n) for n, r in raw.items()}
+    replicas = impact.Impact(fields={key: ["spec.replicas"]}, changed={key: ["spec.replicas"]})
+    image = impact.Impact(
+        fields={key: ["spec.template.spec.containers"]},
+        changed={key: ["spec.template.spec.containers"]},
+    )
+    kwargs: dict[str, Any] = {"root": tmp_path, "digest_of": lambda f: "D"}
+    assert prefilter.plan(index, {}, records, replicas, **kwargs).skip == set()
+    assert prefilter.plan(index, {}, records, image, **kwargs).skip == {"t.py"}
+    # A test that failed, is marked always, or has no record: no summary, the file runs.
+    for change in ({"outcome": "failed"}, {"always": True}, {"file_digest": "E"}):
+        assert (
+            prefilter.summarize({**raw, "t.py::b": {**raw["t.py::b"], **change}}, raw, "D") is None
+        )
+    assert prefilter.summarize({"t.py::a": raw["t.py::a"]}, list(raw), "D") is None
+    index["t.py"]["reads"] = None
+    assert prefilter.plan(index, {}, records, image, **kwargs).skip == set()
