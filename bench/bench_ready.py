@@ -1,11 +1,12 @@
 """Benchmark of the readiness wait of a watch cycle: replicas 1 -> 3, hop by hop.
 
-Run: `python bench/bench_ready.py [--repeat 10] [--ready-delay 0.05]`
+Run: `python bench/bench_ready.py [--project example|course] [--repeat 10] [--ready-delay 0.05]`
 
 An embedded cluster in this process (default `SimulationConfig`, so the simulated pod
 start is `pod_ready_delay`, 0.05 s unless `--ready-delay` says otherwise) gets the
-example chart's objects (rendered by helm, the kinds it serves without CRDs). Each round
-server-side applies the app Deployment with replicas 3 (from 1), through the real
+chart's objects (the example's, or the 150-object course chart's: rendered by helm, the
+kinds served without CRDs, no hooks). Each round server-side applies the Deployment of
+scenario A with replicas 3 (from 1), through the real
 `kubernetes` client as the sync does, then runs the sync's readiness `Waiter` on it.
 Times are from the moment before the apply; the hops come from the store's change
 listener (the moment each write is stored):
@@ -45,8 +46,33 @@ from pytest_devloop.embedded.store import Change, meta  # noqa: E402
 from pytest_devloop.sync.readiness import Waiter, _dynamic_client  # noqa: E402
 
 NS = "sms-checker"
-CHART = ROOT / "example_project" / "charts" / "sms-checker"
-KINDS = {"ServiceAccount", "ConfigMap", "Service", "Deployment"}
+CHARTS = {
+    # project -> (chart, the Deployment scenario A scales)
+    "example": (ROOT / "example_project" / "charts" / "sms-checker", "bench-sms-checker-app"),
+    "course": (
+        ROOT / "bench" / "projects" / "course" / "charts" / "course-app",
+        "bench-app-stable",
+    ),
+}
+# Kinds served without CRDs (the chart's custom resources need their operators' CRDs).
+KINDS = {
+    "ServiceAccount",
+    "ConfigMap",
+    "Secret",
+    "Service",
+    "Deployment",
+    "DaemonSet",
+    "Role",
+    "RoleBinding",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+    "ResourceQuota",
+    "LimitRange",
+    "Ingress",
+}
+HOOK = "helm.sh/hook"
 HOPS = (
     "apply",
     "rs scaled",
@@ -59,16 +85,21 @@ HOPS = (
 )
 
 
-def render() -> list[dict[str, Any]]:
+def render(chart: Path) -> list[dict[str, Any]]:
     helm = find_tool("helm4") or find_tool("helm3") or "helm"
     out = subprocess.run(
-        [helm, "template", "bench", str(CHART), "--namespace", NS],
+        [helm, "template", "bench", str(chart), "--namespace", NS],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
     docs = [d for d in yaml.safe_load_all(out) if isinstance(d, dict)]
-    return [d for d in docs if d.get("kind") in KINDS]
+    return [
+        d
+        for d in docs
+        if d.get("kind") in KINDS
+        and HOOK not in ((d.get("metadata") or {}).get("annotations") or {})
+    ]
 
 
 def _ready(obj: dict[str, Any]) -> bool:
@@ -146,18 +177,19 @@ class Hops:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--project", choices=sorted(CHARTS), default="example")
     parser.add_argument("--ready-delay", type=float, default=SimulationConfig.pod_ready_delay)
     args = parser.parse_args()
-    objects = render()
-    app = next(o for o in objects if o["kind"] == "Deployment" and "app" in o["metadata"]["name"])
-    name = app["metadata"]["name"]
+    chart, name = CHARTS[args.project]
+    objects = render(chart)
+    app = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == name)
     with tempfile.TemporaryDirectory() as tmp:
         cluster = EmbeddedCluster(
             config=SimulationConfig(pod_ready_delay=args.ready_delay), directory=tmp
         )
         cluster.start()
         try:
-            return run(cluster, objects, app, name, args.repeat)
+            return run(cluster, objects, app, args.project, args.repeat)
         finally:
             cluster.stop()
 
@@ -166,9 +198,10 @@ def run(
     cluster: EmbeddedCluster,
     objects: list[dict[str, Any]],
     app: dict[str, Any],
-    name: str,
+    project: str,
     repeat: int,
 ) -> int:
+    name = app["metadata"]["name"]
     from kubernetes import client, config
 
     assert cluster.kubeconfig is not None
@@ -230,7 +263,7 @@ def run(
             rows[mode][hop].append(hops.stamps.get(hop, float("nan")))
     cfg = cluster.config
     print(
-        f"replicas 1→3 on {name} (example chart), embedded cluster in-process, "
+        f"replicas 1→3 on {name} ({project} chart, {len(objects)} objects), embedded cluster in-process, "
         f"pod_ready_delay {cfg.pod_ready_delay} s, median (worst) of {repeat} per waiter"
     )
     print(f"{'hop (ms since the apply began)':<34}{'watch':>18}{'poll (before)':>18}")
