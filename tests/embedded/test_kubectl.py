@@ -168,3 +168,29 @@ def test_unknown_kind_is_reported(kctl: Run, namespace: str, tmp_path: Path) -> 
     proc = kctl("apply", "-n", namespace, "-f", str(manifest), check=False)
     assert proc.returncode != 0
     assert "Gizmo" in proc.stderr
+
+
+def test_rollout_status_of_a_scale_reads_as_on_a_real_cluster(
+    kctl: Run, namespace: str, tmp_path: Path
+) -> None:
+    # Pods take 0.5 s: kubectl's watch sees the Deployment's status in between.
+    manifest = tmp_path / "app.yaml"
+    manifest.write_text(
+        DEPLOYMENT.replace(
+            "metadata: {labels: {app: web}}",
+            "metadata: {labels: {app: web}, annotations: {devloop.dev/ready-delay: '0.5'}}",
+        )
+    )
+    kctl("apply", "-n", namespace, "-f", str(manifest))
+    kctl("rollout", "status", "-n", namespace, "deployment/web", "--timeout=20s")
+    kctl("scale", "-n", namespace, "deployment/web", "--replicas=3")
+    out = kctl("rollout", "status", "-n", namespace, "deployment/web", "--timeout=20s").stdout
+    lines = out.splitlines()
+    # kubectl's own texts (rollout_status.go): each wait line names what the status says.
+    waiting = [
+        'Waiting for deployment "web" rollout to finish: 1 of 3 updated replicas are available...',
+        'Waiting for deployment "web" rollout to finish: 2 of 3 updated replicas are available...',
+    ]
+    assert lines[-1] == 'deployment "web" successfully rolled out', out
+    assert lines[:-1] and set(lines[:-1]) <= set(waiting), out
+    assert lines[0] == waiting[0], out
