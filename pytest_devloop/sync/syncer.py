@@ -337,6 +337,16 @@ class Syncer:
         """One sync. `changed_paths`: the files saved since the last sync (watch mode);
         the input digests find the others, so every change is attributed to the file
         that caused it (`ArtifactResult.causes`)."""
+        try:
+            return self._sync_all(plan_only=plan_only, full=full, changed_paths=changed_paths)
+        finally:
+            # However the sync ended (an error mid-apply too), its live line and the
+            # progress ticker end with it: nothing is drawn over what its caller prints.
+            self.progress_done()
+
+    def _sync_all(
+        self, *, plan_only: bool, full: bool, changed_paths: Iterable[str | Path]
+    ) -> SyncResult:
         check_allowed(self.target, self.config.cluster.allow_contexts)
         self._plan_only = plan_only
         t0 = time.perf_counter()

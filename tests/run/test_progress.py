@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -309,3 +310,62 @@ def test_an_image_build_in_a_terminal_shows_its_step_live_then_the_built_line(
     # Collapsed: the live line left nothing behind, and no build log was streamed.
     assert not [ln for ln in shown if "building" in ln or " | " in ln], shown
     assert any(re.search(r"1 passed", ln) for ln in shown), shown
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from pytest_devloop.embedded.cluster import EmbeddedCluster
+
+    c = EmbeddedCluster(directory=tmp_path_factory.mktemp("cluster")).start()
+    yield c
+    c.stop()
+
+
+def test_a_sync_that_dies_midway_leaves_no_live_line_nor_ticker(
+    cluster: Any, tmp_path: Path
+) -> None:
+    from pytest_devloop.cluster.kube import Kube, client_from_kubeconfig
+    from pytest_devloop.cluster.providers import Target
+    from pytest_devloop.config.load import load_config
+    from pytest_devloop.sync.syncer import Syncer
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "cms.yaml").write_text(
+        "".join(
+            f"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {n}}}\ndata: {{a: b}}\n"
+            for n in ("one", "two")
+        )
+    )
+    (tmp_path / "devloop.yaml").write_text(
+        "namespace: dies\nmanifests:\n  - {name: things, path: m}\n"
+    )
+    config = load_config(tmp_path)
+    assert config is not None
+    target = Target("current", "devloop-embedded", str(cluster.kubeconfig), cluster.url, "local")
+
+    class ConnectionDrops(Kube):
+        """The real cluster, but the connection drops on the second object's apply."""
+
+        def apply(self, res: Any, obj: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+            if obj["metadata"]["name"] == "two":
+                raise ConnectionResetError("the connection dropped")
+            return super().apply(res, obj, **kwargs)
+
+    for tty in (True, False):
+        out: list[str] = []
+        progress = Progress(out.append, tty=tty, interval=0.05, columns=lambda: 200)
+        syncer = Syncer(
+            config,
+            target,
+            kube=ConnectionDrops(client_from_kubeconfig(str(cluster.kubeconfig))),
+            out=lambda line: None,
+        )
+        syncer.progress, syncer.progress_done = progress, progress.done
+        with pytest.raises(ConnectionResetError):
+            syncer.sync(full=True)
+        if tty:
+            assert out[0] == ERASE + "devloop: things: objects applied 0/2", out
+            assert out[-1] == ERASE, "the live line is erased before the error is shown"
+        assert not [t for t in threading.enumerate() if t.name == "devloop-progress"], (
+            "no ticker outlives the sync"
+        )
