@@ -627,7 +627,7 @@ class WaitResult:
     not_ready: list[tuple[str, Readiness]]
     elapsed: float
     timed_out: bool
-    requests: int = 0  # GETs made, for the cycle's latency report
+    requests: int = 0  # lists, watches and GETs made, for the cycle's latency report
     objects: dict[str, Obj] = field(default_factory=dict, repr=False)  # ref -> applied object
 
     @property
