@@ -312,6 +312,30 @@ def test_an_image_build_in_a_terminal_shows_its_step_live_then_the_built_line(
     assert any(re.search(r"1 passed", ln) for ln in shown), shown
 
 
+def test_an_image_build_in_a_watch_cycle_shows_its_step_live_then_the_block(
+    image_project: tuple[Path, str],
+) -> None:
+    root, name = image_project
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTEST_ADDOPTS", "NO_COLOR")}
+    env["TERM"] = "xterm"
+    text = in_a_pty(
+        [sys.executable, "-m", "pytest", "--devloop-watch", "--devloop-build"],
+        root,
+        env,
+        until=r"devloop: time: [^\n]* s\r?\n",
+        timeout=90,
+    )
+    assert re.search(rf"\r\x1b\[Kdevloop: building {name}: step 2/\d COPY a\.txt", text), repr(text)
+    shown = screen(text)
+    header = next(i for i, ln in enumerate(shown) if ln.startswith("── devloop: cycle 1"))
+    built = next(
+        i for i, ln in enumerate(shown) if ln.startswith(f"devloop: image {name}: built devloop-")
+    )
+    assert header < built, shown
+    assert not [ln for ln in shown if "building" in ln or " | " in ln], shown
+    assert any(ln.startswith("devloop: time: ") for ln in shown), shown
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from pytest_devloop.embedded.cluster import EmbeddedCluster
