@@ -863,8 +863,8 @@ def build_images(
     `progress` is told the step each running build is at (`building sms-checker-app: step
     2/3 COPY app.py /app/`, the builds running at once joined by `; `); `progress_done`
     erases that live line before each line above and when the pass ends (run.progress).
-    Without `stream_log` (a live line shows the steps) a long build's log is not streamed;
-    a failed build still shows the last lines of its log.
+    A long build's log is streamed only with `stream_log`, which says that no live line
+    shows (off a terminal); a failed build always shows the last lines of its log.
     """
     specs = [s for s in config.images if only is None or s.name in only]
     lock = threading.Lock()
@@ -902,11 +902,9 @@ def build_images(
         prefix = f"devloop: image {spec.name}"
 
         def stream(line: str) -> None:
+            # Only without a live line (`stream_log`): nothing to erase before a log line.
             with lock:
-                if progress_done is not None:
-                    progress_done()
                 out(f"{prefix} | {line}")
-                show_steps()
 
         def step(text: str) -> None:
             with lock:

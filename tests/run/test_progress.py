@@ -183,6 +183,32 @@ def test_a_build_shows_its_step_live_then_collapses_into_the_built_line(tmp_path
     assert screen("".join(terminal)) == [f"devloop: image web: built {refs['web'].tag} (1.0 s)", ""]
 
 
+def test_off_a_terminal_a_long_build_streams_its_log_as_before(tmp_path: Path) -> None:
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "Dockerfile").write_text("FROM scratch\nCOPY a.txt /a\n")
+    config = parse_config("images:\n  - {name: web, context: web}\n", tmp_path / "devloop.yaml")
+    refs = image_refs(config, FileHasher())
+    log: list[str] = []
+    progress = Progress(log.append, tty=False)
+    build_images(
+        config,
+        refs,
+        out=lambda line: log.append(line + "\n"),
+        # Each reading of the clock a second later: past 2 s, the build streams its log.
+        builder=Builder(runner=ScriptedDocker(), buildkit=False, clock=iter(range(100)).__next__),
+        progress=progress,
+        progress_done=progress.done,
+        stream_log=True,
+    )
+    assert log == [
+        "devloop: image web | Sending build context\n",
+        "devloop: image web | Step 1/2 : FROM scratch\n",
+        "devloop: image web |  ---> \n",
+        "devloop: image web | Step 2/2 : COPY a.txt /a\n",
+        f"devloop: image web: built {refs['web'].tag} (3.0 s)\n",
+    ]
+
+
 def _project(tmp_path: Path, tool: Callable[[str], str]) -> tuple[Path, dict[str, str]]:
     copy = tmp_path / "example_project"
     shutil.copytree(
