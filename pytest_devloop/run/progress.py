@@ -4,7 +4,9 @@ terminal, a line every few seconds elsewhere.
 In a terminal the line is rewritten in place (`building app: step 3/7 COPY . /app`,
 `objects applied 40/150`, `workloads ready 3/5, waiting for web, worker`), cut to the
 terminal's width (a wrapped line could not be erased), and erased when the work ends, so
-the usual one-line summary follows with nothing left over. Whole lines printed through
+the usual one-line summary follows with nothing left over. Work that lasts shows its
+seconds so far (`workloads ready 3/5, waiting for web (14 s)`), counted every second even
+while the state stays the same, so a long wait visibly goes on. Whole lines printed through
 `Progress.line` while the live line shows erase it first (the watch prints its cycle block
 that way); the next update draws it again. The live line carries no colour, only the
 carriage return and erase-line controls, so `NO_COLOR` and `--color=no` change nothing
@@ -12,9 +14,9 @@ here; `TERM=dumb` turns it off (the callers decide `tty`).
 
 When the output is no terminal (CI, a pipe, a file) nothing is printed for work that ends
 within `interval` seconds; longer work prints its current state as a line every `interval`
-seconds, so a log shows it is not stuck. A ticker thread prints those lines: the callers
-tell a state only when it changes (a watch-based readiness wait may say nothing for
-minutes), and a log must still show the work goes on.
+seconds, so a log shows it is not stuck. A ticker thread does both (the seconds, these
+lines): the callers tell a state only when it changes (a watch-based readiness wait may say
+nothing for minutes). It ends with the work (`done`).
 
 The texts name objects and build steps only, never a value (a Secret's data never reaches
 a progress line). Thread-safe: concurrent image builds report from their own threads.
@@ -30,6 +32,8 @@ from collections.abc import Callable
 from typing import IO, Any
 
 ERASE = "\r\x1b[K"  # back to the line's start, clear to its end
+SHOW_SECONDS_AFTER = 3.0  # a live line shows its work's seconds once it lasts this long
+TICK = 1.0  # how often a live line's seconds are counted
 
 
 def terminal_columns() -> int:
@@ -52,6 +56,7 @@ class Progress:
         self.clock = clock
         self.columns = columns
         self._since: float | None = None  # when the work started, or its last line printed
+        self._started = 0.0  # when the work started
         self._text: str | None = None  # the current state, while the work lasts
         self._shown = False
         self._lock = threading.RLock()
@@ -62,13 +67,11 @@ class Progress:
         with self._lock:
             now = self.clock()
             if self._since is None:
-                self._since = now
+                self._since = self._started = now
             self._text = text
             if self.tty:
-                self._write(ERASE + self._fit(f"devloop: {text}"))
-                self._shown = True
-                return
-            if now - self._since >= self.interval:
+                self._draw(now)
+            elif now - self._since >= self.interval:
                 self._print_state(now)
             if self._ticker is None:
                 self._stop = threading.Event()
@@ -81,22 +84,33 @@ class Progress:
         self._write(f"devloop: ... {self._text}\n")
         self._since = now
 
+    def _draw(self, now: float) -> None:
+        seconds = now - self._started
+        suffix = f" ({seconds:.0f} s)" if seconds >= SHOW_SECONDS_AFTER else ""
+        self._write(ERASE + self._fit(f"devloop: {self._text}", len(suffix)) + suffix)
+        self._shown = True
+
     def _tick(self, stop: threading.Event) -> None:
-        """Off a terminal: the current state every `interval` seconds until `done`."""
-        wait = self.interval
+        """Until `done`: in a terminal, the live line with its seconds every TICK; off a
+        terminal, the current state every `interval` seconds."""
+        wait = TICK if self.tty else self.interval
         while not stop.wait(max(wait, 0.01)):
             with self._lock:
                 if stop.is_set() or self._text is None or self._since is None:
                     return
                 now = self.clock()
+                if self.tty:
+                    if now - self._started >= SHOW_SECONDS_AFTER:
+                        self._draw(now)
+                    continue
                 if now - self._since >= self.interval:
                     self._print_state(now)
                 wait = self.interval - (now - self._since)
 
-    def _fit(self, text: str) -> str:
+    def _fit(self, text: str, reserve: int = 0) -> str:
         # One column short of the width: a line that fills the last column wraps on some
         # terminals, and the erase would then clear only its second row.
-        width = max(self.columns() - 1, 10)
+        width = max(self.columns() - 1 - reserve, 10)
         return text if len(text) <= width else text[: width - 3] + "..."
 
     def done(self) -> None:

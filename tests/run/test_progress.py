@@ -79,6 +79,33 @@ def test_off_a_terminal_a_lasting_state_is_repeated_though_nothing_new_is_told()
     assert not [t for t in threading.enumerate() if t.name == "devloop-progress"], "stopped"
 
 
+def test_a_lasting_live_line_counts_its_seconds_though_nothing_new_is_told() -> None:
+    now = [0.0]
+    out: list[str] = []
+    counted = threading.Event()
+
+    def write(text: str) -> None:
+        out.append(text)
+        if "(12 s)" in text:
+            counted.set()
+
+    p = Progress(write, tty=True, clock=lambda: now[0], columns=lambda: 66)
+    p("web: workloads ready 0/2, waiting for Deployment/a")
+    now[0] = 4.0
+    p("web: workloads ready 1/2, waiting for Deployment/b")
+    now[0] = 12.0  # told nothing more: the ticker redraws the line with its seconds
+    assert counted.wait(30), out
+    p.done()
+    assert out[:2] == [
+        ERASE + "devloop: web: workloads ready 0/2, waiting for Deployment/a",
+        ERASE + "devloop: web: workloads ready 1/2, waiting for Deployment/b (4 s)",
+    ]
+    # Cut to the width before its seconds, which always show: 65 columns in all.
+    assert ERASE + "devloop: web: workloads ready 1/2, waiting for Deployme... (12 s)" in out, out
+    assert out[-1] == ERASE
+    assert not [t for t in threading.enumerate() if t.name == "devloop-progress"], "stopped"
+
+
 def test_a_printed_line_erases_the_live_line_and_the_next_update_draws_it_again() -> None:
     out: list[str] = []
     p = Progress(out.append, tty=True, columns=lambda: 200)
@@ -106,7 +133,8 @@ def test_the_live_line_is_cut_to_the_terminal_width() -> None:
     out: list[str] = []
     p = Progress(out.append, tty=True, columns=lambda: 40)
     p("building app: step 3/7 RUN apt-get update && apt-get install -y curl")
-    assert out == [ERASE + "devloop: building app: step 3/7 RUN ..."]
+    p.done()
+    assert out[0] == ERASE + "devloop: building app: step 3/7 RUN ..."
     assert len(out[0]) - len(ERASE) == 39  # a full-width line would wrap, and stay
 
 
