@@ -520,7 +520,7 @@ class TestRun:
                 collected[file] = (digest, nodeids, prefilter.summarize(tests, nodeids, digest))
         skipped = self.prefilter.skip if self.prefilter is not None else set()
         index_files = set(collected) | set(old_index)
-        modules = prefilter.project_modules(list(sys.modules.values()), root, index_files)
+        modules = prefilter.project_modules(list(sys.modules.items()), root, index_files)
         return prefilter.merge(
             old_index,
             old_modules,

@@ -177,13 +177,22 @@ def merge(
     return index, merged
 
 
-def project_modules(loaded: Iterable[Any], root: Path, exclude: set[str]) -> dict[str, str]:
+# Modules the watch's fork server imported before forking the test process (set there):
+# never the project's (the child imports those afresh), so not scanned.
+WARM_MODULES: frozenset[str] = frozenset()
+
+
+def project_modules(
+    loaded: Iterable[tuple[str, Any]], root: Path, exclude: set[str]
+) -> dict[str, str]:
     """rootdir-relative path -> digest of the project's own Python modules in `loaded`
-    (module objects), without test files of the index (`exclude`), conftests, and
+    (name, module), without test files of the index (`exclude`), conftests, and
     anything under a hidden folder or `site-packages` (a virtualenv in the project)."""
     out: dict[str, str] = {}
     prefixes = tuple({f"{root}/", f"{root.resolve()}/"})
-    for module in loaded:
+    for name, module in loaded:
+        if name in WARM_MODULES:
+            continue
         file = getattr(module, "__file__", None)
         # A prefix test first: a session has thousands of modules, few of them ours.
         if not isinstance(file, str) or not file.endswith(".py") or not file.startswith(prefixes):

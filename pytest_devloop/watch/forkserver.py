@@ -221,6 +221,9 @@ def _child(request: dict[str, Any], prepared: Any = None) -> None:
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
         import pytest
 
+        from pytest_devloop.selection import prefilter
+
+        prefilter.WARM_MODULES = frozenset(sys.modules)
         # Every module already imported here was imported by the server's warm-up, not by
         # the user (whose modules the child imports afresh): pytest's "cannot be rewritten"
         # warnings about them are the server's doing, so the child does not report them.
