@@ -78,7 +78,7 @@ def test_off_a_terminal_a_slow_readiness_wait_prints_a_line_every_few_seconds(
     tool: Callable[[str], str],
 ) -> None:
     tool("helm4")  # WatchProcess uses it
-    slow_app(project, 7)
+    slow_app(project, 9)  # ready 9 s after binding: the wait lasts past 5 s even under load
     w = WatchProcess(project, env={"TERM": "xterm"})
     try:
         w.wait_line(r"^── devloop: cycle 1", timeout=60)
