@@ -341,6 +341,17 @@ class DevloopSession:
         # --devloop-affected: a file whose every test is unaffected is not even imported.
         return True if _run(config).skip_collecting(collection_path) else None
 
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        # After pytest's "collected N items / D deselected" line: its final summary counts
+        # the tests of the files devloop left uncollected as deselected, as before.
+        run = _run(session.config)
+        terminal = session.config.pluginmanager.get_plugin("terminalreporter")
+        if run.not_collected and run.prefilter is not None and terminal is not None:
+            terminal.stats.setdefault("deselected", []).extend(
+                _Uncollected(d.nodeid) for d in run.prefilter.decisions
+            )
+
     def pytest_itemcollected(self, item: pytest.Item) -> None:
         _run(item.config).collected_files.setdefault(item.nodeid.split("::", 1)[0], []).append(
             item.nodeid
@@ -451,6 +462,14 @@ class DevloopSession:
             terminalreporter.write_line(run.selection_note)
             for line in run.explain_lines:
                 terminalreporter.write_line(line)
+
+
+class _Uncollected:
+    """A test of a file devloop did not collect (all its tests unaffected), as counted
+    among the deselected in pytest's summary line."""
+
+    def __init__(self, nodeid: str) -> None:
+        self.nodeid = nodeid
 
 
 def _invalidate_uncollected(config: pytest.Config, run: TestRun) -> None:

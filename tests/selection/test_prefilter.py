@@ -83,6 +83,10 @@ def test_unaffected_files_are_not_imported_affected_and_new_ones_are(example: Ex
         # The header counts the tests of uncollected files; --devloop-explain names them.
         assert " of 13 tests " in run.header(), run.header()
         run.stdout.fnmatch_lines(["devloop: skip tests/test_routing.py::* not affected*"])
+        # pytest's own lines: what it collected, and every unselected test as deselected.
+        run.stdout.fnmatch_lines(
+            ["collected 5 items / 2 deselected / 3 selected", "*3 passed, 10 deselected*"]
+        )
     finally:
         new.unlink()
         example.edit(VALUES, "app:\n  replicas: 3", "app:\n  replicas: 1")
