@@ -337,6 +337,19 @@ class DevloopSession:
             _run(collector.config).collect_skipped.add(report.nodeid.split("::", 1)[0])
         return report
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection(self, session: pytest.Session) -> Generator[None, Any, Any]:
+        # Data files the test modules read while imported join the file index.
+        from pytest_devloop.selection.prefilter import CollectionReads
+
+        reads = CollectionReads.install(Path(session.config.rootpath))
+        _run(session.config).collection_reads = reads
+        reads.active = True
+        try:
+            return (yield)
+        finally:
+            reads.active = False
+
     def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
         # --devloop-affected: a file whose every test is unaffected is not even imported.
         return True if _run(config).skip_collecting(collection_path) else None

@@ -154,6 +154,8 @@ class TestRun:
         self._records_stat: tuple[int, int, int] | None = None
         self._selection: Any = None  # _SelectionInputs, computed once
         self.prefilter: Any = None  # selection.prefilter.Prefilter: files left uncollected
+        # selection.prefilter.CollectionReads: data files read while collecting
+        self.collection_reads: Any = None
         self.not_collected = 0  # tests of those files (deselected without being collected)
         self.collected_files: dict[str, list[str]] = {}  # file -> node ids (whole files)
         self.collect_skipped: set[str] = set()  # files skipped or failed at collection
@@ -521,6 +523,8 @@ class TestRun:
         skipped = self.prefilter.skip if self.prefilter is not None else set()
         index_files = set(collected) | set(old_index)
         modules = prefilter.project_modules(list(sys.modules.items()), root, index_files)
+        if self.collection_reads is not None:
+            modules.update(self.collection_reads.digests(root))
         return prefilter.merge(
             old_index,
             old_modules,
@@ -631,7 +635,16 @@ class TestRun:
         if self.is_worker or self.pytest_config.pluginmanager.hasplugin("dsession"):
             return False
         if self.prefilter is None:
-            self.prefilter = self._plan_prefilter()
+            # Its own reads (the index's files) are not the test modules' data reads.
+            reads = self.collection_reads
+            active = reads is not None and reads.active
+            if reads is not None:
+                reads.active = False
+            try:
+                self.prefilter = self._plan_prefilter()
+            finally:
+                if reads is not None:
+                    reads.active = active
         if not self.prefilter.skip:
             return False
         try:

@@ -16,12 +16,20 @@ that failed or was skipped at collection last time, an unreadable index, is coll
 before. Node ids generated from data files (a parametrize list read from YAML) are not
 seen by the digest: mark such tests `@pytest.mark.devloop(always=True)`, or their file
 is re-collected only when it or a Python module it imports changes.
+
+Files a test module reads while it is imported (a parametrize list from `cases.yaml`)
+are seen too: `CollectionReads`, an audit hook, notes every file under the rootdir opened
+for reading during collection, and their digests join the index's modules, so a changed
+data file collects every file again. What the hook cannot see (environment variables,
+network, files outside the rootdir) still needs `always=True`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -209,3 +217,66 @@ def project_modules(
         if digest is not None:
             out[str(rel)] = digest
     return out
+
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+class CollectionReads:
+    """Files under `root` opened for reading while pytest collects (one per process; see
+    the module docstring). `active` is set around collection by the plugin."""
+
+    _current: CollectionReads | None = None
+    _hooked = False
+
+    def __init__(self, root: Path) -> None:
+        self.root = os.path.realpath(root) + os.sep
+        self.active = False
+        self.paths: set[str] = set()
+
+    @classmethod
+    def install(cls, root: Path) -> CollectionReads:
+        reads = cls(root)
+        cls._current = reads
+        if not cls._hooked:
+            # An audit hook cannot be removed: one per process, reading `_current`.
+            sys.addaudithook(_audit)
+            cls._hooked = True
+        return reads
+
+    def note(self, path: object, mode: object, flags: object) -> None:
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if not isinstance(path, str):
+            return  # a file descriptor
+        if isinstance(mode, str) and any(c in mode for c in "wax+"):
+            return
+        if isinstance(flags, int) and flags & _WRITE_FLAGS:
+            return
+        full = os.path.realpath(path)
+        if not full.startswith(self.root) or full.endswith((".py", ".pyc")):
+            return
+        rel = full[len(self.root) :]
+        parts = PurePosixPath(rel).parts
+        if any(p.startswith(".") or p in ("__pycache__", "site-packages") for p in parts):
+            return
+        self.paths.add(PurePosixPath(*parts).as_posix())
+
+    def digests(self, root: Path) -> dict[str, str]:
+        """rootdir-relative path -> digest of each file read during collection."""
+        out: dict[str, str] = {}
+        for rel in sorted(self.paths):
+            digest = module_digest(root / rel)
+            if digest is not None:
+                out[rel] = digest
+        return out
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    reads = CollectionReads._current
+    if reads is None or not reads.active or event != "open" or not args:
+        return
+    try:
+        reads.note(args[0], args[1] if len(args) > 1 else None, args[2] if len(args) > 2 else None)
+    except Exception:
+        pass  # never break the open of a test module

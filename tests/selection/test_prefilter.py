@@ -150,6 +150,37 @@ def test_a_changed_helper_module_collects_every_file(example: Example) -> None:
     assert "tests/helpers.py" not in example.index()[prefilter.MODULES_KEY]  # type: ignore[operator]
 
 
+def test_a_test_file_parametrized_from_a_data_file_is_collected_when_the_data_changes(
+    example: Example,
+) -> None:
+    # The file's own digest does not change when its data file does: the data file read
+    # while collecting joins the index, and a new case in it is collected and run.
+    data = example.path / "tests" / "cases.txt"
+    data.write_text("a\nb\n")
+    path = example.path / "tests" / "test_cases.py"
+    path.write_text(
+        "import pathlib, pytest\n"
+        "CASES = (pathlib.Path(__file__).parent / 'cases.txt').read_text().split()\n"
+        "@pytest.mark.parametrize('case', CASES)\n"
+        "def test_case(case):\n    assert case\n" + MARK
+    )
+    try:
+        assert example.affected().ret == 0
+        example.imported()
+        assert example.affected().ret == 0
+        assert "test_cases.py" not in example.imported(), "nothing changed: not collected"
+        data.write_text("a\nb\nc\n")
+        run = example.affected()
+        assert run.ret == 0, str(run)
+        assert "test_cases.py" in example.imported()
+        assert "tests/test_cases.py::test_case[c]" in run.ran()
+    finally:
+        path.unlink()
+        data.unlink()
+        assert example.pytest().ret == 0
+        example.imported()
+
+
 # -- the pure parts ------------------------------------------------------------------------------
 
 
