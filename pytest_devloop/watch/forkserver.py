@@ -31,7 +31,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 
 def _warm() -> None:
@@ -189,18 +189,23 @@ def _use_prepared(prepared: Any, args: list[str]) -> None:
 
     if prepared is None or any(a.startswith("-p") for a in args):
         return
-    real = pytest_config.get_config
+    real: Any = pytest_config.get_config  # its signature differs across pytest versions
 
-    def get_config(args: Any = None, plugins: Any = None) -> Any:
+    def get_config(args: Any = None, plugins: Any = None, **kwargs: Any) -> Any:
+        # pytest 9.2 passes `prog` (the program name of its usage line); earlier ones not.
         pytest_config.get_config = real
-        if plugins:
-            return real(args, plugins)
+        prog = kwargs.get("prog")
+        if plugins or set(kwargs) - {"prog"}:
+            return real(args, plugins, **kwargs)
         prepared.invocation_params = pytest_config.Config.InvocationParams(
             args=tuple(args or ()), plugins=None, dir=Path.cwd()
         )
+        parser = getattr(prepared, "_parser", None)
+        if prog is not None and parser is not None and hasattr(type(parser), "prog"):
+            parser.prog = prog
         return prepared
 
-    pytest_config.get_config = get_config
+    pytest_config.get_config = cast(Any, get_config)
 
 
 def _child(request: dict[str, Any], prepared: Any = None) -> None:
