@@ -73,6 +73,33 @@ def kubectl(
     return run
 
 
+@pytest.fixture(params=["kubectl-1.32", "kubectl-1.33"])
+def kctl(
+    request: pytest.FixtureRequest,
+    kubectl: Callable[..., subprocess.CompletedProcess[str]],
+    tool: Callable[[str], str],
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`kubectl` as each pinned kubectl version (1.32 and 1.33) runs it."""
+    binary = tool(request.param)
+
+    def run(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return kubectl(*args, binary=binary, **kw)
+
+    return run
+
+
+def helm_env(tmp_path: Path, cluster: EmbeddedCluster) -> dict[str, str]:
+    """The environment of a real helm run against `cluster`, with its own folders."""
+    return {
+        "HOME": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+        "HELM_CACHE_HOME": str(tmp_path / "cache"),
+        "HELM_CONFIG_HOME": str(tmp_path / "config"),
+        "HELM_DATA_HOME": str(tmp_path / "data"),
+        "KUBECONFIG": str(cluster.kubeconfig),
+    }
+
+
 def kubectl_json(run: Callable[..., subprocess.CompletedProcess[str]], *args: str) -> Any:
     return json.loads(run(*args, "-o", "json").stdout)
 

@@ -24,16 +24,6 @@ T1 = "2026-01-02T03:05:05Z"
 MICRO = "2026-01-02T03:04:05.123456Z"
 
 
-@pytest.fixture(params=["kubectl-1.32", "kubectl-1.33"])
-def kctl(request: pytest.FixtureRequest, kubectl: Run, tool: Callable[[str], str]) -> Run:
-    binary = tool(request.param)
-
-    def run(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-        return kubectl(*args, binary=binary, **kw)
-
-    return run
-
-
 def _events_v1(name: str, namespace: str, pod: str, **extra: Any) -> dict[str, Any]:
     return {
         "apiVersion": "events.k8s.io/v1",

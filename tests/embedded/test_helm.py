@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pytest_devloop.embedded.cluster import EmbeddedCluster
+from tests.embedded.conftest import helm_env
 
 CHART = Path(__file__).parent / "data" / "charts" / "demo"
 
@@ -25,14 +26,7 @@ def helm(
     tmp_path: Path,
 ) -> Run:
     exe = tool(request.param)
-    env = {
-        "HOME": str(tmp_path),
-        "PATH": "/usr/bin:/bin",
-        "HELM_CACHE_HOME": str(tmp_path / "cache"),
-        "HELM_CONFIG_HOME": str(tmp_path / "config"),
-        "HELM_DATA_HOME": str(tmp_path / "data"),
-        "KUBECONFIG": str(cluster.kubeconfig),
-    }
+    env = helm_env(tmp_path, cluster)
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(

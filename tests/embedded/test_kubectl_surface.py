@@ -22,22 +22,13 @@ from typing import Any
 import pytest
 
 from pytest_devloop.embedded.cluster import EmbeddedCluster
+from tests.embedded.conftest import helm_env
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 CHART = Path(__file__).parent / "data" / "charts" / "apiservice"
 
 _AGE = re.compile(r"^(<unknown>|\d+(s|m|h|d|y)(\d+(s|m|h|d))?)$")
 _IP = re.compile(r"\b127\.\d+\.\d+\.\d+\b")
-
-
-@pytest.fixture(params=["kubectl-1.32", "kubectl-1.33"])
-def kctl(request: pytest.FixtureRequest, kubectl: Run, tool: Callable[[str], str]) -> Run:
-    binary = tool(request.param)
-
-    def run(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-        return kubectl(*args, binary=binary, **kw)
-
-    return run
 
 
 def cells(text: str) -> list[list[str]]:
@@ -477,14 +468,7 @@ def test_helm_installs_a_chart_registering_an_apiservice(
     tool: Callable[[str], str],
     tmp_path: Path,
 ) -> None:
-    env = {
-        "HOME": str(tmp_path),
-        "PATH": "/usr/bin:/bin",
-        "HELM_CACHE_HOME": str(tmp_path / "cache"),
-        "HELM_CONFIG_HOME": str(tmp_path / "config"),
-        "HELM_DATA_HOME": str(tmp_path / "data"),
-        "KUBECONFIG": str(cluster.kubeconfig),
-    }
+    env = helm_env(tmp_path, cluster)
     proc = subprocess.run(
         [tool(helm_name), "install", "metrics", str(CHART), "-n", namespace],
         capture_output=True, text=True, env=env, timeout=120, check=False,

@@ -55,16 +55,6 @@ CRD = {
 }
 
 
-@pytest.fixture(params=["kubectl-1.32", "kubectl-1.33"])
-def kctl(request: pytest.FixtureRequest, kubectl: Run, tool: Callable[[str], str]) -> Run:
-    binary = tool(request.param)
-
-    def run(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-        return kubectl(*args, binary=binary, **kw)
-
-    return run
-
-
 @pytest.fixture(scope="module")
 def crd(api_client: Any) -> str:
     from kubernetes import client

@@ -15,11 +15,11 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pytest_devloop.embedded.cluster import EmbeddedCluster
+from tests.embedded.conftest import helm_env
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -130,25 +130,8 @@ def helm(
     tool: Callable[[str], str],
     tmp_path: Path,
 ) -> Helm:
-    env = {
-        "HOME": str(tmp_path),
-        "PATH": "/usr/bin:/bin",
-        "HELM_CACHE_HOME": str(tmp_path / "cache"),
-        "HELM_CONFIG_HOME": str(tmp_path / "config"),
-        "HELM_DATA_HOME": str(tmp_path / "data"),
-        "KUBECONFIG": str(cluster.kubeconfig),
-    }
+    env = helm_env(tmp_path, cluster)
     return Helm(request.param, tool(request.param), env)
-
-
-@pytest.fixture(params=["kubectl-1.32", "kubectl-1.33"])
-def kctl(request: pytest.FixtureRequest, kubectl: Run, tool: Callable[[str], str]) -> Run:
-    binary = tool(request.param)
-
-    def run(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-        return kubectl(*args, binary=binary, **kw)
-
-    return run
 
 
 def test_helm_refuses_an_unknown_field_in_a_list_client_side(

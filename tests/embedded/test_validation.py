@@ -18,19 +18,10 @@ from typing import Any
 import pytest
 
 from pytest_devloop.embedded.cluster import EmbeddedCluster
+from tests.embedded.conftest import helm_env
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 CHART = Path(__file__).parent / "data" / "charts" / "colon-rbac"
-
-
-@pytest.fixture(params=["kubectl-1.32", "kubectl-1.33"])
-def kctl(request: pytest.FixtureRequest, kubectl: Run, tool: Callable[[str], str]) -> Run:
-    binary = tool(request.param)
-
-    def run(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-        return kubectl(*args, binary=binary, **kw)
-
-    return run
 
 
 def apply(
@@ -504,14 +495,7 @@ def helm(
     tmp_path: Path,
 ) -> Run:
     exe = tool(request.param)
-    env = {
-        "HOME": str(tmp_path),
-        "PATH": "/usr/bin:/bin",
-        "HELM_CACHE_HOME": str(tmp_path / "cache"),
-        "HELM_CONFIG_HOME": str(tmp_path / "config"),
-        "HELM_DATA_HOME": str(tmp_path / "data"),
-        "KUBECONFIG": str(cluster.kubeconfig),
-    }
+    env = helm_env(tmp_path, cluster)
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
