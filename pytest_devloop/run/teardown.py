@@ -191,7 +191,7 @@ def collect_leftovers(
                 labels = meta.get("labels") or {}
                 run_id = str(labels.get(CI_RUN_LABEL) or "")
                 started = _float(labels.get(CI_CREATED_LABEL))
-                created = _timestamp(meta.get("creationTimestamp"))
+                created = created_at(obj)
                 if not run_id or started is None or created is None or created < started:
                     continue
                 if meta.get("deletionTimestamp") or run_alive(run_id):
@@ -217,11 +217,15 @@ def _float(value: Any) -> float | None:
         return None
 
 
-def _timestamp(value: Any) -> float | None:
+def created_at(obj: dict[str, Any] | None) -> float | None:
+    """An object's `creationTimestamp` in seconds since the epoch (None if unreadable)."""
     from datetime import datetime
 
+    stamp = ((obj or {}).get("metadata") or {}).get("creationTimestamp")
+    if not isinstance(stamp, str):
+        return None
     try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
 

@@ -19,7 +19,6 @@ import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -803,7 +802,9 @@ class TestRun:
         """
         if self.ci_started is None:
             return False
-        created = _created_at(kube.get(res, None, name))
+        from pytest_devloop.run.teardown import created_at
+
+        created = created_at(kube.get(res, None, name))
         return created is not None and created >= self.ci_started
 
     def _ci_labels(self) -> dict[str, str]:
@@ -950,16 +951,6 @@ _LEFTOVER_KINDS = (
     ("networking.k8s.io/v1", "IngressClass"),
     ("storage.k8s.io/v1", "StorageClass"),
 )
-
-
-def _created_at(obj: dict[str, Any] | None) -> float | None:
-    stamp = ((obj or {}).get("metadata") or {}).get("creationTimestamp")
-    if not isinstance(stamp, str):
-        return None
-    try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _api_version_of(obj: dict[str, Any] | None, group: str) -> str:
