@@ -253,8 +253,10 @@ class CollectionReads:
             return
         if isinstance(flags, int) and flags & _WRITE_FLAGS:
             return
+        if path.endswith((".py", ".pyc")):
+            return  # modules: `project_modules` covers them (and imports open many)
         full = os.path.realpath(path)
-        if not full.startswith(self.root) or full.endswith((".py", ".pyc")):
+        if not full.startswith(self.root):
             return
         rel = full[len(self.root) :]
         parts = PurePosixPath(rel).parts
