@@ -2,11 +2,14 @@
 
 Run as `python -m pytest_devloop.watch.forkserver`. It imports pytest, the `kubernetes` client,
 yaml and the plugin (the ~0.5 s a fresh `python -m pytest` pays before collecting), then
-reads one JSON request per line on stdin: `{"args": [...], "cwd": ..., "output": PATH}`.
-For each it forks; the child redirects stdout/stderr to `output` and runs
-`pytest.main(args)`, so test modules and conftests are imported fresh every cycle (they
-were never imported in this process). It answers `{"pid": N}` when the child starts and
-`{"rc": N}` when it ends, one JSON line each on stdout.
+reads one JSON request per line on stdin: `{"args": [...], "cwd": ..., "output": PATH}`
+(and `"env": {...}`, variables for the child). For each it forks; the child redirects
+stdout/stderr to `output` and runs `pytest.main(args)`, so test modules and conftests are
+imported fresh every cycle (they were never imported in this process). It answers
+`{"pid": N}` when the child starts and `{"rc": N}` when its session is over, one JSON line
+each on stdout. The child says its exit code on a pipe once its output is flushed, so the
+answer does not wait for the kernel to tear down a forked process (~8 ms); a child that
+dies without saying it is answered with its exit status.
 
 The next cycle's child is forked ahead of its request (a *standby*), right after the
 previous one ends: it builds pytest's config object up to argument parsing (the plugin
@@ -146,10 +149,10 @@ def _modules_to_warm() -> list[str]:
     return names
 
 
-def _standby(requests: int) -> None:
+def _standby(requests: int, done: int) -> None:
     """In a child forked ahead of its cycle: prepare what needs no request, wait for one
-    on the `requests` pipe, then run it as `_child`; never returns. EOF without a
-    request (the server stopped or replaced it) ends it."""
+    on the `requests` pipe, then run it as `_child` (which says its exit code on `done`);
+    never returns. EOF without a request (the server stopped or replaced it) ends it."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -166,7 +169,7 @@ def _standby(requests: int) -> None:
     os.close(requests)
     if not chunks:
         os._exit(0)
-    _child(json.loads(b"".join(chunks)), prepared)
+    _child(json.loads(b"".join(chunks)), done, prepared)
 
 
 def _prepare_config() -> Any:
@@ -208,8 +211,9 @@ def _use_prepared(prepared: Any, args: list[str]) -> None:
     pytest_config.get_config = cast(Any, get_config)
 
 
-def _child(request: dict[str, Any], prepared: Any = None) -> None:
-    """In the forked child: run pytest with output to a file; never returns."""
+def _child(request: dict[str, Any], done: int, prepared: Any = None) -> None:
+    """In the forked child: run pytest with output to a file, say the exit code on the
+    `done` pipe once the output is flushed, and exit; never returns."""
     rc = 70
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -246,6 +250,7 @@ def _child(request: dict[str, Any], prepared: Any = None) -> None:
         try:
             sys.stdout.flush()
             sys.stderr.flush()
+            os.write(done, str(rc).encode())
         finally:
             os._exit(rc)
 
@@ -264,51 +269,84 @@ def _profiled(path: str, args: list[str]) -> int:
         profiler.dump_stats(f"{path}.{os.getpid()}")
 
 
-def _spawn_standby() -> tuple[int, int]:
-    """Fork the next cycle's child ahead of its request: (pid, the pipe to send it on)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(write)
-        try:
-            _standby(read)
-        finally:
-            os._exit(70)
-    os.close(read)
-    return pid, write
+class Standby:
+    """A child forked ahead of its request: its pid, the pipe its request goes down and
+    the pipe its exit code comes back on."""
+
+    def __init__(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        read, self.write = os.pipe()
+        self.done, done_write = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(self.write)
+            os.close(self.done)
+            try:
+                _standby(read, done_write)
+            finally:
+                os._exit(70)
+        os.close(read)
+        os.close(done_write)
+
+    def discard(self) -> None:
+        """It reads EOF instead of a request and exits."""
+        os.close(self.write)
+        os.close(self.done)
+        with contextlib.suppress(OSError):
+            os.waitpid(self.pid, 0)
 
 
-def _start(standby: tuple[int, int] | None, request: dict[str, Any]) -> int:
-    """The pid running `request`: the standby child when it takes it, else a new fork."""
+def _start(standby: Standby | None, request: dict[str, Any]) -> tuple[int, int]:
+    """The child running `request` (its pid and the pipe of its exit code): the standby
+    child when it takes it, else a new fork."""
     if standby is not None:
-        pid, write = standby
         try:
-            os.write(write, json.dumps(request).encode())
-            os.close(write)
-            return pid
+            os.write(standby.write, json.dumps(request).encode())
+            os.close(standby.write)
+            return standby.pid, standby.done
         except OSError:
             # It died (killed from outside): reap it, fork as before.
-            os.close(write)
+            os.close(standby.write)
+            os.close(standby.done)
             with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
+                os.kill(standby.pid, signal.SIGKILL)
+                os.waitpid(standby.pid, 0)
     sys.stdout.flush()
     sys.stderr.flush()
+    done, done_write = os.pipe()
     pid = os.fork()
     if pid == 0:
-        _child(request)
-    return pid
+        os.close(done)
+        _child(request, done_write)
+    os.close(done_write)
+    return pid, done
+
+
+def _finished(pid: int, done: int) -> int:
+    """The child's exit code, as soon as it says it (its output is complete then); the
+    exit status of a child that died without saying it."""
+    said = b""
+    with contextlib.suppress(OSError):
+        while chunk := os.read(done, 16):
+            said += chunk
+    os.close(done)
+    if said.strip().lstrip(b"-").isdigit():
+        return int(said)
+    # Waited for without reaping first: until `waitpid` the exited child keeps its pid,
+    # so the SIGTERM handler can never kill a process that reused it.
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    _, status = os.waitpid(pid, os.WNOHANG)
+    return os.waitstatus_to_exitcode(status)
 
 
 def main() -> int:
     _warm()
     child: list[int] = []
-    standby: list[tuple[int, int]] = []
+    standby: list[Standby] = []
 
     def stop(signum: int, frame: Any) -> None:
-        for pid in [*child, *(p for p, _ in standby)]:
+        for pid in [*child, *(s.pid for s in standby)]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
@@ -320,7 +358,7 @@ def main() -> int:
     reply = sys.stdout
     # The next cycle's child is forked (and its pytest config built) while the watch
     # syncs, not after the sync: ~20 ms less on every cycle's test step.
-    standby[:] = [_spawn_standby()]
+    standby[:] = [Standby()]
     reply.write(json.dumps({"ready": os.getpid()}) + "\n")
     reply.flush()
     for line in sys.stdin:
@@ -329,23 +367,20 @@ def main() -> int:
         request = json.loads(line)
         ahead = standby[0] if standby else None
         standby[:] = []
-        pid = _start(ahead, request)
+        pid, done = _start(ahead, request)
         child[:] = [pid]
         reply.write(json.dumps({"pid": pid}) + "\n")
         reply.flush()
-        # Wait without reaping first: until `waitpid` the exited child keeps its pid, so
-        # the SIGTERM handler can never kill a process that reused it.
-        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-        child[:] = []
-        _, status = os.waitpid(pid, 0)
-        rc = os.waitstatus_to_exitcode(status)
+        rc = _finished(pid, done)
         reply.write(json.dumps({"rc": rc}) + "\n")
         reply.flush()
-        standby[:] = [_spawn_standby()]
-    for pid, write in standby:
-        os.close(write)  # it reads EOF and exits
-        with contextlib.suppress(OSError):
+        # Reaped after the answer: the child is exiting (or has, when it died).
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
+        child[:] = []
+        standby[:] = [Standby()]
+    for s in standby:
+        s.discard()
     return 0
 
 

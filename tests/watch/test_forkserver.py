@@ -101,3 +101,21 @@ def test_the_request_folder_is_the_invocation_folder(server: Server, tmp_path: P
     assert server.run(["-q", "."], sub, out) == 0, out.read_text()
     assert (sub / "seen.txt").read_text() == str(sub)
     assert server.run(["-q"], tmp_path, out) == 1  # from the root: both files
+
+
+def test_a_child_that_dies_without_saying_its_code_is_answered_with_its_exit_status(
+    server: Server, tmp_path: Path
+) -> None:
+    # The answer normally comes from the child itself once its output is flushed; a child
+    # that never gets there (killed, or exiting from inside a test) is answered by the
+    # kernel's exit status, and the server goes on serving.
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    test = tmp_path / "test_x.py"
+    test.write_text("import os, signal\n\ndef test_x():\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+    out = tmp_path / "out.txt"
+    assert server.run(["-q"], tmp_path, out) == -9
+    test.write_text("import os\n\ndef test_x():\n    os._exit(3)\n")
+    assert server.run(["-q"], tmp_path, out) == 3
+    test.write_text("def test_x():\n    pass\n")
+    assert server.run(["-q"], tmp_path, out) == 0, out.read_text()
+    assert "1 passed" in out.read_text()
