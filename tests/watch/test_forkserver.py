@@ -111,7 +111,9 @@ def test_a_child_that_dies_without_saying_its_code_is_answered_with_its_exit_sta
     # kernel's exit status, and the server goes on serving.
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     test = tmp_path / "test_x.py"
-    test.write_text("import os, signal\n\ndef test_x():\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+    test.write_text(
+        "import os, signal\n\ndef test_x():\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     out = tmp_path / "out.txt"
     assert server.run(["-q"], tmp_path, out) == -9
     test.write_text("import os\n\ndef test_x():\n    os._exit(3)\n")
