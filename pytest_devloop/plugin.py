@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pytest_devloop.embedded.cluster import EmbeddedCluster
     from pytest_devloop.prometheus.targets import Prometheus
     from pytest_devloop.run.eventually import Eventually
+    from pytest_devloop.run.gate import Waiting
     from pytest_devloop.run.testrun import TestRun
     from pytest_devloop.run.view import Cluster, Rendered
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 _RUN_KEY = pytest.StashKey["TestRun"]()
 _ACTIVE_KEY = pytest.StashKey[bool]()
 _COLLECT_ERRORS_KEY = pytest.StashKey[list[str]]()
+_GATE_KEY: pytest.StashKey[Waiting | None] = pytest.StashKey()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -244,6 +246,9 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     if not _active(config):
         return
+    from pytest_devloop.run.gate import Waiting
+
+    config.stash[_GATE_KEY] = Waiting.take()
     config.pluginmanager.register(DevloopSession(config), "devloop-session")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "devloop-xdist")
@@ -322,6 +327,12 @@ class DevloopSession:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         # tryfirst: under xdist the controller must have synced before its workers start.
         config = session.config
+        gate = config.stash.get(_GATE_KEY, None)
+        if gate is not None:
+            # Started with the cycle: the sync's summary is written once the watch says so.
+            from pytest_devloop.run.gate import SUMMARY
+
+            gate.until(SUMMARY)
         if config.getoption("collectonly"):
             return
         _run(config).sync_once()
@@ -387,6 +398,18 @@ class DevloopSession:
                 run.write(run.selection_note)
             for line in run.explain_lines:
                 run.write(line)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        # A watch cycle's test process started before its sync ended: its tests run
+        # once the sync ended as expected (see run.gate).
+        gate = session.config.stash.get(_GATE_KEY, None)
+        if gate is not None:
+            from pytest_devloop.run.gate import GO
+
+            if any("cluster" in getattr(item, "fixturenames", ()) for item in session.items):
+                _run(session.config).warm_cluster_view()
+            gate.until(GO)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(

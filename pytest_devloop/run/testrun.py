@@ -158,6 +158,7 @@ class TestRun:
         self.not_collected = 0  # tests of those files (deselected without being collected)
         self.collected_files: dict[str, list[str]] = {}  # file -> node ids (whole files)
         self.collect_skipped: set[str] = set()  # files skipped or failed at collection
+        self._warm_view: Any = None  # a Future of the cluster view (warm_cluster_view)
         if self.is_worker:
             raw = config.workerinput.get(WORKER_KEY)  # type: ignore[attr-defined]
             if raw:
@@ -330,17 +331,41 @@ class TestRun:
         return self.summary
 
     def cluster_view(self) -> Any:
+        if self._warm_view is not None:
+            with contextlib.suppress(Exception):
+                return self._warm_view.result()
+        return self._new_cluster_view()
+
+    def _new_cluster_view(self, *, warm: bool = False) -> Any:
         from pytest_devloop.cluster.kube import Kube, client_from_kubeconfig
         from pytest_devloop.run.view import Cluster
 
         s = self.require_cluster()
         kube = Kube(client_from_kubeconfig(s.kubeconfig, s.context))
+        if warm:
+            with contextlib.suppress(Exception):
+                kube.group_versions()
+                for gv in sorted({str(o.get("apiVersion")) for o in s.desired.values()}):
+                    kube.resources(gv)
         return Cluster(
             kube,
             self.recorder,
             namespace=self.default_namespace(),
             discovery_cache=self._state_file("discovery"),
         )
+
+    def warm_cluster_view(self) -> None:
+        """While a watch cycle's test process waits for its sync to end (`run.gate`):
+        build the `cluster` view in a thread, with the discovery documents of the group
+        versions the sync deployed, so the first test's reads find them. The cluster's
+        kinds do not change past that point: the sync has written what it writes."""
+        if self._warm_view is not None or not self.enabled or self.summary is None:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="devloop-warm")
+        self._warm_view = pool.submit(self._new_cluster_view, warm=True)
+        pool.shutdown(wait=False)
 
     def _state_file(self, name: str) -> Path | None:
         """`.devloop/cache/<name>-<cluster>.json`: dev mode only (CI mode keeps no state)."""

@@ -10,6 +10,7 @@ touched workloads are ready; record the result and print one line per artifact.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -225,6 +226,13 @@ class Syncer:
         # The live progress line (run.progress.Progress); silent unless a caller sets one.
         self.progress: Callable[[str], None] = lambda text: None
         self.progress_done: Callable[[], None] = lambda: None
+        # Called once a sync, as soon as the result it will return is known unless a
+        # step after fails or changes more: just before its first wait for workloads to
+        # become ready, else after the last artifact's writes (watch mode's test process
+        # goes on from there; see `_announce`).
+        self.on_expected: Callable[[SyncResult], None] | None = None
+        self._pending: tuple[SyncResult, list[str], bool] | None = None
+        self._announced = False
         self._helm = helm
         self._kube = kube
         self.wait = wait
@@ -387,7 +395,9 @@ class Syncer:
                 / f"{cluster_key(self.target.server, uid)}.json"
             )
             touched = [self._relative(Path(p)) for p in changed_paths]
-            for strategy in strategies:
+            announce = self.on_expected is not None and stateful and not plan_only
+            self._announced = False
+            for n, strategy in enumerate(strategies, 1):
                 entry = strategy.entry
                 started = time.perf_counter()
                 res = ArtifactResult(entry.name, strategy.kind)
@@ -395,6 +405,9 @@ class Syncer:
                 changed_files = changed_inputs(
                     files, inputs.get(entry.name) if stateful else None, touched
                 )
+                # What `_announce` completes into the result as it will read.
+                last = n == len(strategies)
+                self._pending = (result, changed_files, last) if announce else None
                 try:
                     self._sync_artifact(
                         _ArtifactSync(
@@ -422,6 +435,7 @@ class Syncer:
                 self.progress_done()
                 self.out(res.line)
                 result.artifacts.append(res)
+            self._pending = None
             if stateful:
                 self._removed_artifacts(state.artifacts, result, plan_only=plan_only)
             if stateful and not plan_only:
@@ -760,6 +774,7 @@ class Syncer:
             self._report_plan(job, the_plan)
             return
         new_record, ahead, touched = self._write_step(job, the_plan)
+        self._announce(job, new_record, touched)
         self._wait_step(job, touched, ahead)
         if conflicts:
             # Not synced as rendered: the next sync renders again (an adopt, a rename).
@@ -893,11 +908,46 @@ class Syncer:
         self._hooks().run(job.hooks, event, new_record, report, force_all=job.full)
         self._timings["hooks"] = self._timings.get("hooks", 0.0) + (time.perf_counter() - t_hooks)
 
+    def _waits(self, job: _ArtifactSync, touched: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The touched objects this artifact's sync waits for (none if it says not to)."""
+        from pytest_devloop.sync.readiness import needs_wait
+
+        if not (self.wait and getattr(job.entry, "wait", True)):
+            return []
+        return [o for o in touched if needs_wait(o)]
+
+    def _announce(
+        self, job: _ArtifactSync, new_record: ArtifactRecord, touched: list[dict[str, Any]]
+    ) -> None:
+        """Before the sync's first readiness wait, or after the last artifact's writes,
+        hand `on_expected` the result as it will read if the wait succeeds and nothing
+        after changes more: this artifact's changes attributed to their files as the loop
+        of `_sync_all` does it. Its caller compares it with the result returned in the
+        end before relying on it."""
+        pending, self._pending = self._pending, None
+        if pending is None or self._announced or self.on_expected is None:
+            return
+        result, changed_files, last = pending
+        if not (last or self._waits(job, touched)):
+            return
+        self._announced = True
+        res = copy.copy(job.res)
+        res.causes = dict(res.causes)
+        self._attribute(res, new_record, changed_files)
+        provisional = copy.copy(result)
+        provisional.artifacts = [*result.artifacts, res]
+        provisional.changed_files = [
+            *result.changed_files,
+            *(f for f in changed_files if f not in result.changed_files),
+        ]
+        self.on_expected(provisional)
+
     def _wait_step(
         self, job: _ArtifactSync, touched: list[dict[str, Any]], ahead: ArtifactRecord | None
     ) -> None:
         """Wait until the touched workloads are ready (unless the artifact says not to)."""
-        if not (self.wait and getattr(job.entry, "wait", True) and touched):
+        touched = self._waits(job, touched)
+        if not touched:
             return
         t_ready = time.perf_counter()
         try:

@@ -225,6 +225,9 @@ def _child(request: dict[str, Any], done: int, prepared: Any = None) -> None:
         os.dup2(out, 2)
         os.chdir(request["cwd"])
         os.environ.update(request.get("env") or {})
+        from pytest_devloop.run import gate
+
+        gate.yield_cpu()  # started ahead of its sync: it gives way to it until `go`
         sys.stdin = open(0, closefd=False)  # noqa: SIM115
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
@@ -328,8 +331,9 @@ def _finished(pid: int, done: int) -> int:
     exit status of a child that died without saying it."""
     said = b""
     with contextlib.suppress(OSError):
-        while chunk := os.read(done, 16):
-            said += chunk
+        # One read: the child writes its code in one write (atomic in a pipe), and the
+        # end of the pipe comes only with the end of the process.
+        said = os.read(done, 16)
     os.close(done)
     if said.strip().lstrip(b"-").isdigit():
         return int(said)

@@ -129,6 +129,12 @@ class SubprocessRunner:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def run(self, args: list[str], cwd: Path, output: Path) -> int:
+        self.start(args, cwd, output)
+        return self.finish()
+
+    def start(
+        self, args: list[str], cwd: Path, output: Path, env: dict[str, str] | None = None
+    ) -> None:
         with output.open("wb") as out:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "pytest", *args],
@@ -137,11 +143,19 @@ class SubprocessRunner:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                env={**os.environ, **env} if env else None,
             )
-            try:
-                return self._proc.wait()
-            finally:
-                self.kill()
+
+    def finish(self) -> int:
+        assert self._proc is not None
+        try:
+            return self._proc.wait()
+        finally:
+            self.kill()
+
+    def abandon(self) -> None:
+        """The running process ends on its own (stopped at its gate): not waited for."""
+        self._proc = None
 
     def kill(self) -> None:
         proc, self._proc = self._proc, None
@@ -170,6 +184,7 @@ class ForkServerRunner:
             env=env,
         )
         self._ready = False
+        self._owed = False  # the end of an abandoned child is still to be read
 
     def _reply(self) -> dict[str, Any]:
         assert self._proc is not None and self._proc.stdout is not None
@@ -185,14 +200,29 @@ class ForkServerRunner:
             self._ready = True
 
     def run(self, args: list[str], cwd: Path, output: Path) -> int:
+        self.start(args, cwd, output)
+        return self.finish()
+
+    def start(
+        self, args: list[str], cwd: Path, output: Path, env: dict[str, str] | None = None
+    ) -> None:
         assert self._proc is not None and self._proc.stdin is not None
         self.wait_ready()
-        self._proc.stdin.write(
-            json.dumps({"args": args, "cwd": str(cwd), "output": str(output)}) + "\n"
-        )
+        if self._owed:
+            self._owed = False
+            self.finish()  # the end of an abandoned child, which the server reports first
+        request = {"args": args, "cwd": str(cwd), "output": str(output), "env": env or {}}
+        self._proc.stdin.write(json.dumps(request) + "\n")
         self._proc.stdin.flush()
         self._reply()  # {"pid": ...}
+
+    def finish(self) -> int:
         return int(self._reply()["rc"])
+
+    def abandon(self) -> None:
+        """The running child ends on its own (stopped at its gate): its end is read
+        before the next request, not now."""
+        self._owed = True
 
     def close(self) -> None:
         proc, self._proc = self._proc, None
@@ -662,6 +692,16 @@ class Cycle:
         return any(k in ("test", "conftest") for k in self.kinds.values())
 
 
+@dataclass
+class EarlyTests:
+    """A save's test process started with the sync, waiting at its gate: its arguments
+    and, once the sync's result is known, the summary it read."""
+
+    args: list[str]
+    gate: Any  # run.gate.Gate
+    summary: str | None = None
+
+
 # The time split of a cycle: `hooks` are Helm hooks run and waited for, `sync` the rest
 # of the sync (connecting, fingerprints, plans, live reads, a `helm upgrade`, state), and
 # `watch` the watch's own work; the parts add up to `total`.
@@ -709,6 +749,8 @@ class Watch:
         self.live = progress.for_stream(self.out)
         self.printer = LogPrinter(self._write)
         self.files: FileWatcher | None = None
+        self._syncing: Cycle | None = None  # the cycle syncing (for `_expected`)
+        self._early: EarlyTests | None = None
 
     # -- output
 
@@ -770,6 +812,7 @@ class Watch:
         if self.drift is not None:
             # The drift watch's streams vouch for what the last sync listed.
             syncer.use_change_feed(self.drift)
+        syncer.on_expected = self._expected
         syncer.progress, syncer.progress_done = self.live, self.live.done
         return syncer
 
@@ -947,19 +990,108 @@ class Watch:
 
     def _cycle_body(self, c: Cycle) -> None:
         """Sync, then run the tests the sync affected and report them; each step may end
-        the cycle with a line that says why."""
+        the cycle with a line that says why. A save's test process starts with the sync
+        and waits at its gate (`run.gate`): it reads the summary once the sync's result is
+        known and runs its tests once the sync ended as it expected; otherwise it is
+        stopped and the tests run in a process of their own."""
         if not self._ready_to_sync(c):
             return
+        self._syncing = c
+        try:
+            self._begin_early(c)
+            self._sync_and_test(c)
+        finally:
+            self._syncing = None
+            early, self._early = self._early, None
+            if early is not None:
+                self._abort_early(early)
+
+    def _sync_and_test(self, c: Cycle) -> None:
         result = self._sync(c)
         if result is None:
             return
         self._follow(result)
         if self._nothing_affected(c, result):
             return
-        args = self._test_args(c, result)
+        args = self._test_args(c)
         if args is None:
             return
-        self._report_tests(c.block, self._run_tests(args, c.timings))
+        summary = self._summary(c, result)
+        early, self._early = self._early, None
+        if early is not None and early.args == args and early.summary in (None, summary):
+            outcome = self._finish_early(early, summary, c.timings)
+        else:
+            if early is not None:
+                self._abort_early(early)
+            outcome = self._run_tests(args, summary, c.timings)
+        self._report_tests(c.block, outcome)
+
+    def _begin_early(self, c: Cycle) -> None:
+        """A save's cycle: start its test process now; pytest sets up while the sync
+        renders and plans, and waits at its gate for the summary."""
+        from pytest_devloop.run.gate import Gate
+
+        if c.why != "files" or c.config_changed or self.runner is None:
+            return
+        args = self._test_args(c, say=False)
+        if args is None:
+            return
+        try:
+            gate = Gate(self.tmp)
+        except OSError:
+            return
+        output, results = self._outputs()
+        try:
+            self.runner.start(
+                [*args, f"--devloop-results-file={results}"], self.cwd, output, env=gate.env
+            )
+        except (RuntimeError, OSError, ValueError):
+            gate.close()  # the fork server is gone: the cycle's own run falls back
+            return
+        self._early = EarlyTests(args, gate)
+
+    def _expected(self, provisional: Any) -> None:
+        """The syncer's `on_expected`: the result the sync will end with unless a later
+        step fails or changes more. The early test process reads it as its summary and
+        collects while the sync waits for readiness and records its state."""
+        early, c = self._early, self._syncing
+        if early is None or c is None or early.summary is not None:
+            return
+        if not provisional.ok or not provisional.changed:
+            return  # the cycle may run no test: that is decided when the sync ends
+        early.summary = self._summary(c, provisional, remember=False)
+        (self.tmp / "summary.json").write_text(early.summary)
+        early.gate.summary()
+
+    def _finish_early(
+        self, early: EarlyTests, summary: str, timings: dict[str, float]
+    ) -> RunOutcome:
+        """Let the early test process run its tests; the cycle's `tests` step is the time
+        from here to its end (what it did before overlapped the sync)."""
+        assert self.runner is not None
+        output, results = self.tmp / "tests.out", self.tmp / "results.json"
+        t = time.monotonic()
+        if early.summary is None:
+            (self.tmp / "summary.json").write_text(summary)
+            early.gate.summary()
+        early.gate.go()
+        try:
+            rc = self.runner.finish()
+        except (RuntimeError, OSError, ValueError):
+            early.gate.close()
+            return self._run_tests(early.args, summary, timings)  # falls back
+        finally:
+            early.gate.close()
+        timings["tests"] = time.monotonic() - t
+        return self._outcome(rc, output, results)
+
+    def _abort_early(self, early: EarlyTests) -> None:
+        """Stop the early test process at its gate: it ends without a result, a record or
+        a line. The runner awaits its end before it starts the next one, not now."""
+        early.gate.abort()
+        early.gate.close()
+        if self.runner is not None:
+            self.runner.abandon()
 
     def _ready_to_sync(self, c: Cycle) -> bool:
         """The config reloaded if it changed, every input present, a cluster connected."""
@@ -1060,25 +1192,15 @@ class Watch:
             c.block.add("devloop: tests not run (the sync failed); fix it and save again")
         return True
 
-    def _test_args(self, c: Cycle, result: Any) -> list[str] | None:
-        """The test process's arguments: the sync's summary and which tests (affected, all,
-        the failed ones); None when there is nothing to run (said in the block)."""
-        from pytest_devloop.run.testrun import TestRun
-
-        summary = TestRun.summary_from_result(result, self.target, self.config.namespace)
-        if c.why == "key:enter" and not summary.changed:
-            summary.changed = list(self.last_changed)
-        elif summary.changed:
-            self.last_changed = list(summary.changed)
-        summary_file = self.tmp / "summary.json"
-        summary_file.write_text(
-            json.dumps({"error": None, "ci_namespace": None, "summary": summary.to_json()})
-        )
+    def _test_args(self, c: Cycle, *, say: bool = True) -> list[str] | None:
+        """The test process's arguments: which tests (affected, all, the failed ones);
+        None when there is nothing to run (said in the block unless not `say`)."""
         args = [a for a in self.args if a != "--devloop-affected"]
-        args.append(f"--devloop-summary-file={summary_file}")
+        args.append(f"--devloop-summary-file={self.tmp / 'summary.json'}")
         if c.why == "key:f":
             if not self.last_failed:
-                c.block.add("devloop: no failed tests to re-run")
+                if say:
+                    c.block.add("devloop: no failed tests to re-run")
                 return None
             # Only the failed tests: the user's file/folder arguments would add the rest.
             positional = set(self.pytest_config.args)
@@ -1087,10 +1209,23 @@ class Watch:
         elif c.why == "key:a":
             pass
         elif any(k == "conftest" for k in c.kinds.values()):
-            c.block.add("devloop: a conftest or pytest config changed: running every test")
+            if say:
+                c.block.add("devloop: a conftest or pytest config changed: running every test")
         else:
             args.append("--devloop-affected")
         return args
+
+    def _summary(self, c: Cycle, result: Any, *, remember: bool = True) -> str:
+        """The sync's summary as the test process reads it (`--devloop-summary-file`).
+        Enter re-runs what the last change affected; `remember` keeps this one for it."""
+        from pytest_devloop.run.testrun import TestRun
+
+        summary = TestRun.summary_from_result(result, self.target, self.config.namespace)
+        if c.why == "key:enter" and not summary.changed:
+            summary.changed = list(self.last_changed)
+        elif summary.changed and remember:
+            self.last_changed = list(summary.changed)
+        return json.dumps({"error": None, "ci_namespace": None, "summary": summary.to_json()})
 
     def _report_tests(self, block: Block, outcome: RunOutcome) -> None:
         block.extend(outcome.header)
@@ -1106,11 +1241,16 @@ class Watch:
         self.last_failed = outcome.failed
         block.add(f"devloop: tests: {outcome.summary_line or 'no tests ran'}")
 
-    def _run_tests(self, args: list[str], timings: dict[str, float]) -> RunOutcome:
-        assert self.runner is not None
-        output = self.tmp / "tests.out"
+    def _outputs(self) -> tuple[Path, Path]:
+        """The test process's output and results files (the results of the last gone)."""
         results = self.tmp / "results.json"
         results.unlink(missing_ok=True)
+        return self.tmp / "tests.out", results
+
+    def _run_tests(self, args: list[str], summary: str, timings: dict[str, float]) -> RunOutcome:
+        assert self.runner is not None
+        (self.tmp / "summary.json").write_text(summary)
+        output, results = self._outputs()
         args = [*args, f"--devloop-results-file={results}"]
         t = time.monotonic()
         try:
@@ -1122,6 +1262,9 @@ class Watch:
             self.runner = SubprocessRunner()
             rc = self.runner.run(args, self.cwd, output)
         timings["tests"] = time.monotonic() - t
+        return self._outcome(rc, output, results)
+
+    def _outcome(self, rc: int, output: Path, results: Path) -> RunOutcome:
         try:
             text = output.read_text(errors="replace")
         except OSError:

@@ -311,6 +311,74 @@ def test_values_template_test_file_config_and_image_edits_in_turn(
     w.wait_line(r"^devloop: nothing changed \(charts/sms-checker/values.yaml saved, same content\)")
 
 
+def test_the_test_process_collects_during_the_readiness_wait_and_tests_after_it(
+    project: Path, watch: Callable[..., WatchProcess]
+) -> None:
+    # The app's pods take a second to become Ready. The cycle's test process starts while
+    # the sync waits for them (collection needs only what was applied), and its tests
+    # run once they are Ready: the test module is imported about a second before the test
+    # runs, and the test, reading the live count without retrying, sees 3 ready.
+    edit(
+        project / VALUES,
+        "  podAnnotations: {}",
+        '  podAnnotations:\n    devloop.dev/ready-delay: "1.0"',
+    )
+    (project / "tests" / "test_overlap.py").write_text(
+        "import time\n"
+        "from pathlib import Path\n\n"
+        "IMPORTED = time.time()\n\n\n"
+        "def test_app_ready_when_the_test_runs(cluster, rendered):\n"
+        "    wanted = rendered.get('Deployment', 'sms-checker-app')['spec']['replicas']\n"
+        "    assert cluster.deployment('sms-checker-app').ready_replicas == wanted\n"
+        "    Path('overlap.txt').write_text(f'{wanted} {IMPORTED} {time.time()}')\n"
+    )
+    w = watch()
+    first_cycle(w)
+    edit(project / VALUES, "app:\n  replicas: 1", "app:\n  replicas: 3")
+
+    block = w.wait_block()
+
+    assert re.search(r"tests: \d+ passed", line(block, r"^devloop: tests: ")), block
+    wanted, imported, ran = (project / "overlap.txt").read_text().split()
+    assert wanted == "3"
+    assert float(ran) - float(imported) >= 0.5, block
+    ready = float(re.search(r"ready ([\d.]+)", line(block, r"^devloop: time: ")).group(1))
+    assert ready >= 0.9, block
+    assert_time_split_adds_up(line(block, r"^devloop: time: "))
+
+
+def test_a_rollout_that_times_out_runs_the_tests_against_the_failed_sync_then_recovers(
+    project: Path, watch: Callable[..., WatchProcess]
+) -> None:
+    # The test process started with the sync read a summary that expected the wait to
+    # succeed; the wait times out instead, so that process is stopped at its gate and the
+    # tests run in a fresh one that knows the sync failed.
+    config = project / "devloop.yaml"
+    config.write_text(config.read_text() + "wait_timeout: 1\n")
+    w = watch()
+    first_cycle(w)
+    edit(
+        project / VALUES,
+        "app:\n  replicas: 1",
+        'app:\n  replicas: 3\n  podAnnotations:\n    devloop.dev/ready-delay: "30"',
+    )
+    edit(project / VALUES, "  podAnnotations: {}\n", "", count=1)
+
+    block = w.wait_block()
+
+    assert "error" in line(block, r"^devloop: sms-checker: "), block
+    # The tests were told: each errors at set-up with the sync's failure (a process
+    # that expected success would have waited for 3 ready replicas and failed).
+    tests = line(block, r"^devloop: tests: ")
+    assert re.search(r"\b2 errors\b", tests) and "failed" not in tests, block
+    line(block, r"^devloop: the sync failed:")
+    assert_time_split_adds_up(line(block, r"^devloop: time: "))
+    edit(project / VALUES, '    devloop.dev/ready-delay: "30"', '    devloop.dev/ready-delay: "0"')
+    block = w.wait_block(timeout=60)
+    assert re.search(r"tests: \d+ passed", line(block, r"^devloop: tests: ")), block
+    assert "failed" not in line(block, r"^devloop: tests: "), block
+
+
 def test_broken_template_is_reported_then_its_fix_syncs(
     project: Path, watch: Callable[..., WatchProcess]
 ) -> None:
