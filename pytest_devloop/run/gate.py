@@ -76,7 +76,7 @@ class Gate:
 _base_nice: int | None = None  # the priority to return to at `go` (see `yield_cpu`)
 
 
-def yield_cpu(by: int = 10) -> None:
+def yield_cpu(by: int = 19) -> None:
     """Until `go`, this process works ahead of the sync it overlaps on the same cores:
     it gives way to the sync (a higher nice value), and returns to its own priority at
     `go`. Only where it may return (root, or a nice limit that allows it)."""

@@ -231,6 +231,9 @@ class Syncer:
         # become ready, else after the last artifact's writes (watch mode's test process
         # goes on from there; see `_announce`).
         self.on_expected: Callable[[SyncResult], None] | None = None
+        # Called with the result once every artifact is synced, before the state is
+        # recorded (watch mode lets its test process go then).
+        self.on_result: Callable[[SyncResult], None] | None = None
         self._pending: tuple[SyncResult, list[str], bool] | None = None
         self._announced = False
         self._helm = helm
@@ -438,6 +441,8 @@ class Syncer:
             self._pending = None
             if stateful:
                 self._removed_artifacts(state.artifacts, result, plan_only=plan_only)
+            if self.on_result is not None and not plan_only:
+                self.on_result(result)
             if stateful and not plan_only:
                 self.state_store.save(state)
                 inputs.save()

@@ -700,6 +700,7 @@ class EarlyTests:
     args: list[str]
     gate: Any  # run.gate.Gate
     summary: str | None = None
+    went: bool = False  # told to run its tests (the sync ended as it expected)
 
 
 # The time split of a cycle: `hooks` are Helm hooks run and waited for, `sync` the rest
@@ -812,7 +813,7 @@ class Watch:
         if self.drift is not None:
             # The drift watch's streams vouch for what the last sync listed.
             syncer.use_change_feed(self.drift)
-        syncer.on_expected = self._expected
+        syncer.on_expected, syncer.on_result = self._expected, self._synced
         syncer.progress, syncer.progress_done = self.live, self.live.done
         return syncer
 
@@ -1018,7 +1019,9 @@ class Watch:
             return
         summary = self._summary(c, result)
         early, self._early = self._early, None
-        if early is not None and early.args == args and early.summary in (None, summary):
+        if early is not None and (
+            early.went or (early.args == args and early.summary in (None, summary))
+        ):
             outcome = self._finish_early(early, summary, c.timings)
         else:
             if early is not None:
@@ -1063,6 +1066,17 @@ class Watch:
         (self.tmp / "summary.json").write_text(early.summary)
         early.gate.summary()
 
+    def _synced(self, result: Any) -> None:
+        """The syncer's `on_result`: every artifact synced, the state not yet recorded.
+        The early test process goes now if the result is the one it read (then the
+        cycle runs its tests: something changed), so the tests overlap the recording."""
+        early, c = self._early, self._syncing
+        if early is None or c is None or early.summary is None:
+            return
+        if self._summary(c, result, remember=False) == early.summary:
+            early.gate.go()
+            early.went = True
+
     def _finish_early(
         self, early: EarlyTests, summary: str, timings: dict[str, float]
     ) -> RunOutcome:
@@ -1074,7 +1088,8 @@ class Watch:
         if early.summary is None:
             (self.tmp / "summary.json").write_text(summary)
             early.gate.summary()
-        early.gate.go()
+        if not early.went:
+            early.gate.go()
         try:
             rc = self.runner.finish()
         except (RuntimeError, OSError, ValueError):
@@ -1087,7 +1102,15 @@ class Watch:
 
     def _abort_early(self, early: EarlyTests) -> None:
         """Stop the early test process at its gate: it ends without a result, a record or
-        a line. The runner awaits its end before it starts the next one, not now."""
+        a line. The runner awaits its end before it starts the next one, not now. One
+        already let go (the sync failed while recording its state) runs to its end here;
+        the cycle reports the failure, not its tests."""
+        if early.went:
+            with contextlib.suppress(RuntimeError, OSError, ValueError):
+                if self.runner is not None:
+                    self.runner.finish()
+            early.gate.close()
+            return
         early.gate.abort()
         early.gate.close()
         if self.runner is not None:

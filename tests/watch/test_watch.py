@@ -311,17 +311,19 @@ def test_values_template_test_file_config_and_image_edits_in_turn(
     w.wait_line(r"^devloop: nothing changed \(charts/sms-checker/values.yaml saved, same content\)")
 
 
+@pytest.mark.parametrize(("runner", "delay"), [("fork", 1.0), ("subprocess", 3.0)])
 def test_the_test_process_collects_during_the_readiness_wait_and_tests_after_it(
-    project: Path, watch: Callable[..., WatchProcess]
+    project: Path, runner: str, delay: float
 ) -> None:
-    # The app's pods take a second to become Ready. The cycle's test process starts while
-    # the sync waits for them (collection needs only what was applied), and its tests
-    # run once they are Ready: the test module is imported about a second before the test
-    # runs, and the test, reading the live count without retrying, sees 3 ready.
+    # The app's pods take `delay` seconds to become Ready. The cycle's test process
+    # starts with the sync (a fork of the warm server, or a fresh `python -m pytest`) and
+    # collects while the sync waits for them; its tests run once they are Ready: the test
+    # module is imported well before the test runs, and the test, reading the live count
+    # without retrying, sees 3 ready.
     edit(
         project / VALUES,
         "  podAnnotations: {}",
-        '  podAnnotations:\n    devloop.dev/ready-delay: "1.0"',
+        f'  podAnnotations:\n    devloop.dev/ready-delay: "{delay}"',
     )
     (project / "tests" / "test_overlap.py").write_text(
         "import time\n"
@@ -332,18 +334,21 @@ def test_the_test_process_collects_during_the_readiness_wait_and_tests_after_it(
         "    assert cluster.deployment('sms-checker-app').ready_replicas == wanted\n"
         "    Path('overlap.txt').write_text(f'{wanted} {IMPORTED} {time.time()}')\n"
     )
-    w = watch()
-    first_cycle(w)
-    edit(project / VALUES, "app:\n  replicas: 1", "app:\n  replicas: 3")
+    w = WatchProcess(project, env={"DEVLOOP_WATCH_RUNNER": runner})
+    try:
+        first_cycle(w)
+        edit(project / VALUES, "app:\n  replicas: 1", "app:\n  replicas: 3")
 
-    block = w.wait_block()
+        block = w.wait_block(timeout=60)
+    finally:
+        w.stop()
 
     assert re.search(r"tests: \d+ passed", line(block, r"^devloop: tests: ")), block
     wanted, imported, ran = (project / "overlap.txt").read_text().split()
     assert wanted == "3"
-    assert float(ran) - float(imported) >= 0.5, block
+    assert float(ran) - float(imported) >= delay / 2, block
     ready = float(re.search(r"ready ([\d.]+)", line(block, r"^devloop: time: ")).group(1))
-    assert ready >= 0.9, block
+    assert ready >= delay - 0.1, block
     assert_time_split_adds_up(line(block, r"^devloop: time: "))
 
 
