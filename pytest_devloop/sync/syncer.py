@@ -236,6 +236,7 @@ class Syncer:
         self.on_result: Callable[[SyncResult], None] | None = None
         self._pending: tuple[SyncResult, list[str], bool] | None = None
         self._announced = False
+        self._root: Path | None = None  # the config's root, resolved (see _relative)
         self._helm = helm
         self._kube = kube
         self.wait = wait
@@ -516,8 +517,10 @@ class Syncer:
     def _relative(self, path: Path) -> str:
         """A path as the input store names it: relative to the config's root, with `/`."""
         full = path if path.is_absolute() else self.config.root / path
+        if self._root is None:
+            self._root = self.config.root.resolve()
         try:
-            return full.resolve().relative_to(self.config.root.resolve()).as_posix()
+            return full.resolve().relative_to(self._root).as_posix()
         except ValueError:
             return full.as_posix()
 
@@ -984,8 +987,10 @@ class Syncer:
             for key, fields in res.changed
             if planning.kind_of(key) == "CustomResourceDefinition" and fields == ["create"]
         ]
+        if not created:
+            return
         queries = self._queries(entry)
-        if not created or queries.api_versions == frozenset():
+        if queries.api_versions == frozenset():
             return
         groups = {str((res.desired.get(k) or {}).get("spec", {}).get("group", "")) for k in created}
         if queries.api_versions is not None and not any(
