@@ -31,6 +31,7 @@ import gc
 import importlib
 import json
 import os
+import select
 import signal
 import sys
 from pathlib import Path
@@ -330,10 +331,18 @@ def _finished(pid: int, done: int) -> int:
     """The child's exit code, as soon as it says it (its output is complete then); the
     exit status of a child that died without saying it."""
     said = b""
+    poller = select.poll()
+    poller.register(done, select.POLLIN | select.POLLHUP)
     with contextlib.suppress(OSError):
-        # One read: the child writes its code in one write (atomic in a pipe), and the
-        # end of the pipe comes only with the end of the process.
-        said = os.read(done, 16)
+        while True:
+            if poller.poll(100):
+                # One read: the child writes its code in one write (atomic in a pipe).
+                said = os.read(done, 16)
+                break
+            # A process the child forked may hold the pipe open after the child died
+            # without a word: its exit is looked at too.
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                break
     os.close(done)
     if said.strip().lstrip(b"-").isdigit():
         return int(said)

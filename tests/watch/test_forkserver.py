@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,3 +122,23 @@ def test_a_child_that_dies_without_saying_its_code_is_answered_with_its_exit_sta
     test.write_text("def test_x():\n    pass\n")
     assert server.run(["-q"], tmp_path, out) == 0, out.read_text()
     assert "1 passed" in out.read_text()
+
+
+def test_a_child_killed_while_a_process_it_forked_lives_on_is_still_answered(
+    server: Server, tmp_path: Path
+) -> None:
+    # The forked process inherits the pipe the child would have said its code on; the
+    # child's death is seen anyway.
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_x.py").write_text(
+        "import os, signal, time\n\n"
+        "def test_x():\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(5)\n"
+        "        os._exit(0)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    out = tmp_path / "out.txt"
+    started = time.monotonic()
+    assert server.run(["-q"], tmp_path, out) == -9
+    assert time.monotonic() - started < 4
