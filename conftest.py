@@ -99,7 +99,7 @@ _IMPURE_MODULES = frozenset(
         "test_pytest_integration.py", "test_realcluster.py", "test_watch.py",
         "test_sync_images.py", "test_packaging.py", "test_docs_commands.py", "test_cli.py",
         "test_sync.py", "test_images.py", "test_render.py", "test_robustness.py",
-        "test_cluster_down.py", "test_ci_teardown.py",
+        "test_cluster_down.py", "test_ci_teardown.py", "test_gate.py",
     }
 )  # fmt: skip
 # Single tests that start a process or connect (to a closed loopback port) on their own.

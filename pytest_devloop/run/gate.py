@@ -4,9 +4,10 @@ A save's cycle starts its test process as the sync starts, so pytest's set-up ov
 the render and the plan. The process stops twice at a named pipe, the gate:
 
 - at `pytest_sessionstart`, until the watch says `summary`: the sync's result is known
-  (before its first readiness wait, or after its last writes) and written where the
+  (after the last artifact's writes, before its readiness wait) and written where the
   process reads it, so the session's summary and the collection of the affected test
-  files overlap the rest of the sync;
+  files overlap the rest of the sync; until then the process runs at the lowest CPU
+  priority (`yield_cpu`);
 - at `pytest_runtestloop`, before the first test, until the watch says `go`: the sync
   ended with the result the process read.
 
@@ -73,37 +74,59 @@ class Gate:
             os.close(fd)
 
 
-_base_nice: int | None = None  # the priority to return to at `go` (see `yield_cpu`)
+_base_nice: int | None = None  # the priority to return to (see `yield_cpu`)
+CAP_SYS_NICE = 23
+
+
+def _may_raise_priority(base: int) -> bool:
+    """Whether this process may lower its nice value back to `base` once raised: with
+    CAP_SYS_NICE (root in a container may lack it), or within RLIMIT_NICE (which lets a
+    process go down to 20 - limit)."""
+    import resource
+
+    try:
+        status = Path("/proc/self/status").read_text()
+        caps = next(ln for ln in status.splitlines() if ln.startswith("CapEff:"))
+        if int(caps.split()[1], 16) >> CAP_SYS_NICE & 1:
+            return True
+    except (OSError, StopIteration, ValueError, IndexError):
+        pass
+    soft, _ = resource.getrlimit(resource.RLIMIT_NICE)
+    return soft == resource.RLIM_INFINITY or 20 - soft <= base
 
 
 def yield_cpu(by: int = 19) -> None:
-    """Until `go`, this process works ahead of the sync it overlaps on the same cores:
-    it gives way to the sync (a higher nice value), and returns to its own priority at
-    `go`. Only where it may return (root, or a nice limit that allows it)."""
+    """Until the summary arrives, this process sets up ahead of the sync it overlaps on
+    the same cores: it gives way to the sync (the highest nice value) and returns to its
+    own priority at `summary`, before it starts any thread or process of its own (xdist's
+    workers, the warm-up of the cluster view). Only where it may return."""
     global _base_nice
     if _base_nice is not None or ENV not in os.environ:
         return
     try:
-        import resource
-
         base = os.getpriority(os.PRIO_PROCESS, 0)
-        soft, _ = resource.getrlimit(resource.RLIMIT_NICE)
-        # RLIMIT_NICE lets a process lower its nice value down to 20 - limit.
-        may_return = os.geteuid() == 0 or soft == resource.RLIM_INFINITY or 20 - soft <= base
-        if not may_return:
+        if not _may_raise_priority(base):
             return
         os.setpriority(os.PRIO_PROCESS, 0, min(19, base + by))
         _base_nice = base
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, ImportError):
         return
 
 
 def _own_priority() -> None:
+    """Back to the priority the process had, for each of its threads (Linux keeps a nice
+    value per thread)."""
     global _base_nice
     base, _base_nice = _base_nice, None
-    if base is not None:
+    if base is None:
+        return
+    try:
+        threads = [int(t.name) for t in Path("/proc/self/task").iterdir()]
+    except OSError:
+        threads = [0]
+    for tid in threads:
         with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, 0, base)
+            os.setpriority(os.PRIO_PROCESS, tid, base)
 
 
 class Waiting:
@@ -125,12 +148,16 @@ class Waiting:
         (its output is not read)."""
         try:
             if self._pipe is None:
-                self._pipe = Path(self.path).open("rb", buffering=0)  # noqa: SIM115
+                # Opened without waiting for a writer: a gate the watch closed meanwhile
+                # reads as its end (and the process stops) instead of blocking forever.
+                fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+                os.set_blocking(fd, True)
+                self._pipe = os.fdopen(fd, "rb", buffering=0)
             said = self._pipe.readline()  # unbuffered: never reads past the line
         except OSError:
             said = b""
         if said == word:
-            if word == GO:
+            if word == SUMMARY:
                 _own_priority()
             return
         with contextlib.suppress(Exception):

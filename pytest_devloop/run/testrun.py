@@ -337,34 +337,50 @@ class TestRun:
         return self._new_cluster_view()
 
     def _new_cluster_view(self, *, warm: bool = False) -> Any:
+        return self._cluster_view_of(
+            self.require_cluster(),
+            self.recorder,
+            self.default_namespace(),
+            self._state_file("discovery"),
+            warm=warm,
+        )
+
+    @staticmethod
+    def _cluster_view_of(
+        s: SyncSummary, recorder: Any, namespace: str, cache: Path | None, *, warm: bool
+    ) -> Any:
         from pytest_devloop.cluster.kube import Kube, client_from_kubeconfig
         from pytest_devloop.run.view import Cluster
 
-        s = self.require_cluster()
         kube = Kube(client_from_kubeconfig(s.kubeconfig, s.context))
         if warm:
             with contextlib.suppress(Exception):
                 kube.group_versions()
                 for gv in sorted({str(o.get("apiVersion")) for o in s.desired.values()}):
                     kube.resources(gv)
-        return Cluster(
-            kube,
-            self.recorder,
-            namespace=self.default_namespace(),
-            discovery_cache=self._state_file("discovery"),
-        )
+        return Cluster(kube, recorder, namespace=namespace, discovery_cache=cache)
 
     def warm_cluster_view(self) -> None:
         """While a watch cycle's test process waits for its sync to end (`run.gate`):
         build the `cluster` view in a thread, with the discovery documents of the group
         versions the sync deployed, so the first test's reads find them. The cluster's
-        kinds do not change past that point: the sync has written what it writes."""
+        kinds do not change past that point: the sync has written what it writes. What
+        the view shares with the tests (the recorder) is made here, not in the thread."""
         if self._warm_view is not None or not self.enabled or self.summary is None:
             return
         from concurrent.futures import ThreadPoolExecutor
 
+        try:
+            parts = (
+                self.require_cluster(),
+                self.recorder,
+                self.default_namespace(),
+                self._state_file("discovery"),
+            )
+        except Exception:
+            return  # the fixture says it when a test asks for the view
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="devloop-warm")
-        self._warm_view = pool.submit(self._new_cluster_view, warm=True)
+        self._warm_view = pool.submit(self._cluster_view_of, *parts, warm=True)
         pool.shutdown(wait=False)
 
     def _state_file(self, name: str) -> Path | None:

@@ -227,15 +227,14 @@ class Syncer:
         self.progress: Callable[[str], None] = lambda text: None
         self.progress_done: Callable[[], None] = lambda: None
         # Called once a sync, as soon as the result it will return is known unless a
-        # step after fails or changes more: just before its first wait for workloads to
-        # become ready, else after the last artifact's writes (watch mode's test process
-        # goes on from there; see `_announce`).
+        # step after fails or changes more: after the last artifact's writes, before it
+        # waits for its workloads to become ready (watch mode's test process goes on from
+        # there; see `_announce`). An error in it only switches it off for the sync.
         self.on_expected: Callable[[SyncResult], None] | None = None
         # Called with the result once every artifact is synced, before the state is
-        # recorded (watch mode lets its test process go then).
+        # recorded (watch mode lets its test process go then); errors as above.
         self.on_result: Callable[[SyncResult], None] | None = None
-        self._pending: tuple[SyncResult, list[str], bool] | None = None
-        self._announced = False
+        self._pending: tuple[SyncResult, list[str]] | None = None
         self._root: Path | None = None  # the config's root, resolved (see _relative)
         self._helm = helm
         self._kube = kube
@@ -400,7 +399,6 @@ class Syncer:
             )
             touched = [self._relative(Path(p)) for p in changed_paths]
             announce = self.on_expected is not None and stateful and not plan_only
-            self._announced = False
             for n, strategy in enumerate(strategies, 1):
                 entry = strategy.entry
                 started = time.perf_counter()
@@ -409,9 +407,10 @@ class Syncer:
                 changed_files = changed_inputs(
                     files, inputs.get(entry.name) if stateful else None, touched
                 )
-                # What `_announce` completes into the result as it will read.
+                # The last artifact: what `_announce` completes into the result as it
+                # will read (before it, a later artifact adds to the result).
                 last = n == len(strategies)
-                self._pending = (result, changed_files, last) if announce else None
+                self._pending = (result, changed_files) if announce and last else None
                 try:
                     self._sync_artifact(
                         _ArtifactSync(
@@ -442,8 +441,8 @@ class Syncer:
             self._pending = None
             if stateful:
                 self._removed_artifacts(state.artifacts, result, plan_only=plan_only)
-            if self.on_result is not None and not plan_only:
-                self.on_result(result)
+            if not plan_only:
+                self._tell(self.on_result, result)
             if stateful and not plan_only:
                 self.state_store.save(state)
                 inputs.save()
@@ -927,18 +926,15 @@ class Syncer:
     def _announce(
         self, job: _ArtifactSync, new_record: ArtifactRecord, touched: list[dict[str, Any]]
     ) -> None:
-        """Before the sync's first readiness wait, or after the last artifact's writes,
-        hand `on_expected` the result as it will read if the wait succeeds and nothing
-        after changes more: this artifact's changes attributed to their files as the loop
-        of `_sync_all` does it. Its caller compares it with the result returned in the
-        end before relying on it."""
+        """After the last artifact's writes, before its readiness wait, hand
+        `on_expected` the result as it will read if the wait succeeds and nothing after
+        changes more: this artifact's changes attributed to their files as the loop of
+        `_sync_all` does it. Its caller compares it with the result returned in the end
+        before relying on it."""
         pending, self._pending = self._pending, None
-        if pending is None or self._announced or self.on_expected is None:
+        if pending is None or self.on_expected is None:
             return
-        result, changed_files, last = pending
-        if not (last or self._waits(job, touched)):
-            return
-        self._announced = True
+        result, changed_files = pending
         res = copy.copy(job.res)
         res.causes = dict(res.causes)
         self._attribute(res, new_record, changed_files)
@@ -948,7 +944,16 @@ class Syncer:
             *result.changed_files,
             *(f for f in changed_files if f not in result.changed_files),
         ]
-        self.on_expected(provisional)
+        self._tell(self.on_expected, provisional)
+
+    def _tell(self, callback: Callable[[SyncResult], None] | None, result: SyncResult) -> None:
+        """A caller's callback: whatever goes wrong in it is not the sync's failure."""
+        if callback is None:
+            return
+        try:
+            callback(result)
+        except Exception:
+            self.on_expected = self.on_result = None  # until the caller sets them again
 
     def _wait_step(
         self, job: _ArtifactSync, touched: list[dict[str, Any]], ahead: ArtifactRecord | None

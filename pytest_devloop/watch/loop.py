@@ -142,7 +142,7 @@ class SubprocessRunner:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
+                process_group=0,  # killed as a group; Ctrl-C is the watch's to handle
                 env={**os.environ, **env} if env else None,
             )
 
@@ -154,8 +154,8 @@ class SubprocessRunner:
             self.kill()
 
     def abandon(self) -> None:
-        """The running process ends on its own (stopped at its gate): not waited for."""
-        self._proc = None
+        """The running process is stopped (at its gate: it has run no test) and reaped."""
+        self.kill()
 
     def kill(self) -> None:
         proc, self._proc = self._proc, None
@@ -180,7 +180,10 @@ class ForkServerRunner:
             stdout=subprocess.PIPE,
             text=True,
             bufsize=1,
-            start_new_session=True,  # its own group: killed as one, Ctrl-C is ours to handle
+            # Its own process group (killed as one; Ctrl-C is the watch's to handle) in the
+            # watch's session: the scheduler weighs a test process's priority (`run.gate`)
+            # against the watch's, which it does not across sessions (autogroups).
+            process_group=0,
             env=env,
         )
         self._ready = False
@@ -1005,7 +1008,8 @@ class Watch:
             self._syncing = None
             early, self._early = self._early, None
             if early is not None:
-                self._abort_early(early)
+                # Unwinding (Ctrl-C, an error): the process is not waited for.
+                self._abort_early(early, unwinding=sys.exc_info()[0] is not None)
 
     def _sync_and_test(self, c: Cycle) -> None:
         result = self._sync(c)
@@ -1062,9 +1066,10 @@ class Watch:
             return
         if not provisional.ok or not provisional.changed:
             return  # the cycle may run no test: that is decided when the sync ends
-        early.summary = self._summary(c, provisional, remember=False)
-        (self.tmp / "summary.json").write_text(early.summary)
+        summary = self._summary(c, provisional, remember=False)
+        (self.tmp / "summary.json").write_text(summary)
         early.gate.summary()
+        early.summary = summary
 
     def _synced(self, result: Any) -> None:
         """The syncer's `on_result`: every artifact synced, the state not yet recorded.
@@ -1100,12 +1105,12 @@ class Watch:
         timings["tests"] = time.monotonic() - t
         return self._outcome(rc, output, results)
 
-    def _abort_early(self, early: EarlyTests) -> None:
+    def _abort_early(self, early: EarlyTests, *, unwinding: bool = False) -> None:
         """Stop the early test process at its gate: it ends without a result, a record or
         a line. The runner awaits its end before it starts the next one, not now. One
-        already let go (the sync failed while recording its state) runs to its end here;
-        the cycle reports the failure, not its tests."""
-        if early.went:
+        already let go (the sync failed while recording its state) runs to its end here
+        unless the cycle is unwinding; the cycle reports the failure, not its tests."""
+        if early.went and not unwinding:
             with contextlib.suppress(RuntimeError, OSError, ValueError):
                 if self.runner is not None:
                     self.runner.finish()
