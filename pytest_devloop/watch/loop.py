@@ -142,7 +142,7 @@ class SubprocessRunner:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                process_group=0,  # killed as a group; Ctrl-C is the watch's to handle
+                start_new_session=True,
                 env={**os.environ, **env} if env else None,
             )
 
@@ -180,10 +180,7 @@ class ForkServerRunner:
             stdout=subprocess.PIPE,
             text=True,
             bufsize=1,
-            # Its own process group (killed as one; Ctrl-C is the watch's to handle) in the
-            # watch's session: the scheduler weighs a test process's priority (`run.gate`)
-            # against the watch's, which it does not across sessions (autogroups).
-            process_group=0,
+            start_new_session=True,  # its own group: killed as one, Ctrl-C is ours to handle
             env=env,
         )
         self._ready = False
