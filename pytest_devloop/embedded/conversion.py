@@ -117,32 +117,31 @@ def _event_source(ev: Mapping[str, Any], source_key: str, controller_key: str) -
     return _text((ev.get(source_key) or {}).get("component")) or _text(ev.get(controller_key))
 
 
-def core_event_fields(ev: Mapping[str, Any]) -> dict[str, str]:
-    """The field labels a core v1 Event is selected by, beyond metadata.name/namespace."""
-    ref = ev.get("involvedObject") or {}
+def _event_fields(
+    ev: Mapping[str, Any], ref_key: str, reporting_key: str, source_key: str
+) -> dict[str, str]:
+    """The field labels of an Event in one API version's names (the object it is about
+    under `ref_key`, its reporter under `reporting_key`), beyond metadata."""
+    ref = ev.get(ref_key) or {}
     out = {
-        f"involvedObject.{k}": _text(ref.get(k))
+        f"{ref_key}.{k}": _text(ref.get(k))
         for k in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")
     }
     out["reason"] = _text(ev.get("reason"))
-    out["reportingComponent"] = _text(ev.get("reportingComponent"))
-    out["source"] = _event_source(ev, "source", "reportingComponent")
+    out[reporting_key] = _text(ev.get(reporting_key))
+    out["source"] = _event_source(ev, source_key, reporting_key)
     out["type"] = _text(ev.get("type"))
     return out
+
+
+def core_event_fields(ev: Mapping[str, Any]) -> dict[str, str]:
+    """The field labels a core v1 Event is selected by, beyond metadata.name/namespace."""
+    return _event_fields(ev, "involvedObject", "reportingComponent", "source")
 
 
 def events_v1_fields(ev: Mapping[str, Any]) -> dict[str, str]:
     """The field labels an events.k8s.io/v1 Event is selected by, beyond metadata."""
-    ref = ev.get("regarding") or {}
-    out = {
-        f"regarding.{k}": _text(ref.get(k))
-        for k in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")
-    }
-    out["reason"] = _text(ev.get("reason"))
-    out["reportingController"] = _text(ev.get("reportingController"))
-    out["source"] = _event_source(ev, "deprecatedSource", "reportingController")
-    out["type"] = _text(ev.get("type"))
-    return out
+    return _event_fields(ev, "regarding", "reportingController", "deprecatedSource")
 
 
 # Kinds whose field labels are not all plain paths into the object: the label -> value
