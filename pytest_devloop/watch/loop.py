@@ -33,6 +33,7 @@ from typing import IO, Any
 
 import pytest
 
+from pytest_devloop.run.gate import Gate
 from pytest_devloop.watch.coalesce import Coalescer
 
 IGNORED_DIRS = frozenset({".git", ".devloop", "__pycache__", ".pytest_cache", ".mypy_cache"})
@@ -698,7 +699,7 @@ class EarlyTests:
     and, once the sync's result is known, the summary it read."""
 
     args: list[str]
-    gate: Any  # run.gate.Gate
+    gate: Gate
     summary: str | None = None
     went: bool = False  # told to run its tests (the sync ended as it expected)
 
@@ -1018,11 +1019,13 @@ class Watch:
         args = self._test_args(c)
         if args is None:
             return
-        summary = self._summary(c, result)
         early, self._early = self._early, None
-        if early is not None and (
-            early.went or (early.args == args and early.summary in (None, summary))
-        ):
+        if early is not None and early.went and early.summary is not None:
+            # Let go at `on_result` with this very result (and remembered there).
+            self._report_tests(c.block, self._finish_early(early, early.summary, c.timings))
+            return
+        summary = self._summary(c, result)
+        if early is not None and early.args == args and early.summary in (None, summary):
             outcome = self._finish_early(early, summary, c.timings)
         else:
             if early is not None:
@@ -1033,8 +1036,6 @@ class Watch:
     def _begin_early(self, c: Cycle) -> None:
         """A save's cycle: start its test process now; pytest sets up while the sync
         renders and plans, and waits at its gate for the summary."""
-        from pytest_devloop.run.gate import Gate
-
         if c.why != "files" or c.config_changed or self.runner is None:
             return
         args = self._test_args(c, say=False)
@@ -1075,7 +1076,9 @@ class Watch:
         early, c = self._early, self._syncing
         if early is None or c is None or early.summary is None:
             return
-        if self._summary(c, result, remember=False) == early.summary:
+        # Remembered for Enter as the cycle would: a result that changed something is
+        # one the cycle runs tests for.
+        if self._summary(c, result) == early.summary:
             early.gate.go()
             early.went = True
 
